@@ -1,0 +1,1 @@
+"""Subcommands of the ``graphengine`` CLI, one module each."""

@@ -1,0 +1,14 @@
+"""`graphengine templates` (placeholder until its owner lands it)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("templates", help="(not yet available)")
+    parser.set_defaults(handler=_handle)
+
+
+def _handle(args: argparse.Namespace) -> int:
+    raise SystemExit("graphengine templates is not available yet")
