@@ -18,8 +18,19 @@ if TYPE_CHECKING:
     import torch
 
 
+class EdgeValue:
+    """Base of the socket values: pydantic checks them by ``isinstance`` only, so node fields keep the
+    very object passed in and no torch annotation needs resolving (the pack modules stay torch-free)."""
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
+        from pydantic_core import core_schema
+
+        return core_schema.is_instance_schema(cls)
+
+
 @dataclass(frozen=True, eq=False)
-class Latent:
+class Latent(EdgeValue):
     """A batch of latents in the VAE's raw latent space (not multiplied by the scale factor).
 
     ``samples``: float32 ``[B, C, H/8, W/8]`` on the CPU between nodes.
@@ -35,7 +46,7 @@ class Latent:
 
 
 @dataclass(frozen=True, eq=False)
-class Image:
+class Image(EdgeValue):
     """A batch of RGB images: float32 ``[B, H, W, 3]`` in [0, 1] on the CPU (ComfyUI's layout)."""
 
     socket_type: ClassVar[str] = "IMAGE"
@@ -43,7 +54,7 @@ class Image:
 
 
 @dataclass(frozen=True, eq=False)
-class Mask:
+class Mask(EdgeValue):
     """A batch of masks: float32 ``[B, H, W]`` in [0, 1] on the CPU."""
 
     socket_type: ClassVar[str] = "MASK"
@@ -69,7 +80,7 @@ class ConditioningEntry:
 
 
 @dataclass(frozen=True, eq=False)
-class Conditioning:
+class Conditioning(EdgeValue):
     """A list of conditionings, combined by the sampler (ComfyUI's CONDITIONING)."""
 
     socket_type: ClassVar[str] = "CONDITIONING"
@@ -116,7 +127,7 @@ class ModelRuntime(Protocol):
 
 
 @dataclass(frozen=True, eq=False)
-class Model:
+class Model(EdgeValue):
     """A denoising UNet (ComfyUI's MODEL).
 
     ``unet`` is a diffusers ``UNet2DConditionModel`` (its forward takes ``sample``, ``timestep``,
@@ -138,7 +149,7 @@ class Model:
 
 
 @dataclass(frozen=True, eq=False)
-class Clip:
+class Clip(EdgeValue):
     """Text encoder(s) and tokenizer(s) (ComfyUI's CLIP). SDXL carries two encoders.
 
     ``encoders``: tuple of transformers ``CLIPTextModel`` / ``CLIPTextModelWithProjection``;
@@ -160,7 +171,7 @@ class Clip:
 
 
 @dataclass(frozen=True, eq=False)
-class Vae:
+class Vae(EdgeValue):
     """An autoencoder (ComfyUI's VAE): a diffusers ``AutoencoderKL``."""
 
     socket_type: ClassVar[str] = "VAE"
