@@ -71,11 +71,19 @@ def _bad_character(text: str) -> str | None:
     return None
 
 
-def _encodes_path_syntax(decoded: str) -> bool:
-    """Whether a percent-decoded name holds a separator, a ``..`` component or a control character."""
-    if "/" in decoded or "\\" in decoded or _bad_character(decoded):
-        return True
-    return any(unicodedata.normalize("NFKC", part).strip(".") == "" and part for part in decoded.split("/"))
+def _encodes_path_syntax(component: str) -> bool:
+    """Whether percent-decoding one path component (up to three times: double encoding) reveals a
+    separator, a dot-only name (``..``) or a control character."""
+    decoded = component
+    for _ in range(3):
+        if not _PERCENT_ESCAPE.search(decoded):
+            return False
+        decoded = urllib.parse.unquote(decoded)
+        if "/" in decoded or "\\" in decoded or _bad_character(decoded):
+            return True
+        if unicodedata.normalize("NFKC", decoded).strip(".") == "":
+            return True
+    return False
 
 
 def _check_text(text: Any, what: str) -> str:
@@ -94,13 +102,8 @@ def _check_text(text: Any, what: str) -> str:
     if text.startswith(("/", "~")):
         raise PathRejected(f"{what} {text!r} is an absolute path; give a name relative to its folder", 400)
     # URL-encoded separators, dots and control characters (also double-encoded: %252e%252e).
-    decoded = text
-    for _ in range(3):
-        if not _PERCENT_ESCAPE.search(decoded):
-            break
-        decoded = urllib.parse.unquote(decoded)
-        if _encodes_path_syntax(decoded):
-            raise PathRejected(f"{what} {text!r} contains URL-encoded path characters", 400)
+    if any(_encodes_path_syntax(part) for part in text.split("/")):
+        raise PathRejected(f"{what} {text!r} contains URL-encoded path characters", 400)
     return text
 
 
@@ -193,8 +196,7 @@ def safe_filename(name: Any) -> str:
         raise PathRejected(f"file name {name!r} names a hidden file", 400)
     if len(base.encode("utf-8", "surrogatepass")) > MAX_COMPONENT_BYTES:
         raise PathRejected(f"file name is longer than {MAX_COMPONENT_BYTES} bytes", 400)
-    decoded = urllib.parse.unquote(urllib.parse.unquote(base))
-    if decoded != base and _encodes_path_syntax(decoded):
+    if _encodes_path_syntax(base):
         raise PathRejected(f"file name {name!r} contains URL-encoded path characters", 400)
     return base
 

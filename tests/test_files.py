@@ -100,7 +100,8 @@ def test_confine_rejects_non_strings(root: Path) -> None:
 
 
 @pytest.mark.parametrize("name", ["top.png", "sub/a.png", "sub//a.png", "./sub/./a.png", "a b.png", "50%.png",
-                                  "a..b.png", "photo%20one.png", "über.png"])
+                                  "a..b.png", "photo%20one.png", "über.png",
+                                  "sub/%batch_num%.png", "sub/100%25.png"])
 def test_confine_accepts_ordinary_names(root: Path, name: str) -> None:
     path = confine(root, name)
     assert path.is_relative_to(root.resolve())
