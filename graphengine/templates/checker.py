@@ -38,7 +38,13 @@ def check(template_json: Template | Mapping[str, Any], registry: Mapping[str, An
     template = as_template(template_json)
     occurrences = find_occurrences(template.workflow)
     replaced = [o for o in occurrences if o.placement in (Placement.INPUT, Placement.NESTED, Placement.METADATA)]
-    flags = [flag for occ in occurrences if (flag := _flag(occ, template.workflow, registry)) is not None]
+    flags: list[Flag] = []
+    seen: set[str] = set()
+    for occ in occurrences:
+        flag = _flag(occ, template.workflow, registry)
+        if flag is not None and flag.message not in seen:  # e.g. one "unknown node type" per node
+            seen.add(flag.message)
+            flags.append(flag)
 
     predefined = []
     for spec in PREDEFINED:

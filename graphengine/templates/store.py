@@ -123,6 +123,9 @@ class TemplateStore:
         template = parse_template_bytes(data, name=name)
         return StoredTemplate(template.renamed(name), etag_of(data), bundled)
 
+    def is_bundled(self, name: str) -> bool:
+        return self._is_bundled(check_name(name))
+
     def exists(self, name: str) -> bool:
         check_name(name)
         return self._is_bundled(name) or self._user_path(name).is_file()
