@@ -13,7 +13,7 @@ from graphengine.registry import NodePack
 
 log = logging.getLogger(__name__)
 
-BUILTIN_PACK_MODULES: tuple[str, ...] = ("nodes.utility",)
+BUILTIN_PACK_MODULES: tuple[str, ...] = ("nodes.utility", "nodes.loaders")
 
 
 def load_pack(module_name: str) -> NodePack:
