@@ -213,3 +213,87 @@ def test_etn_send_image_websocket(env, fmt: str) -> None:
     assert [f for _, f in ctx.sent_images] == [fmt, fmt]
     expected = {"source": "websocket", "content-type": f"image/{fmt.lower()}", "type": "output"}
     assert out.ui == {"images": [expected, expected]}
+
+
+# --- through the real engine --------------------------------------------------------------------------------
+
+
+def _engine(env):
+    engine_module = pytest.importorskip("graphengine.engine")
+    return engine_module.Engine(packs=["nodes.image", "nodes.image_base64", "nodes.latent", "nodes.output"],
+                                env=env)
+
+
+def _avatar_prompt(image_b64: str) -> dict:
+    return {
+        "10": {"class_type": "ETN_LoadImageBase64", "inputs": {"image": image_b64}, "_meta": {"title": "avatar"}},
+        "13": {"class_type": "ImageScale", "inputs": {"image": ["10", 0], "upscale_method": "bicubic",
+                                                      "width": 16, "height": 8, "crop": "center"}},
+        "9": {"class_type": "SaveImage", "inputs": {"images": ["13", 0], "filename_prefix": "SillyTavern"}},
+        "20": {"class_type": "SaveImageWebsocket", "inputs": {"images": ["13", 0]}},
+        "21": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+        "22": {"class_type": "SaveLatent", "inputs": {"samples": ["21", 0], "filename_prefix": "latents/x"}},
+    }
+
+
+def _b64_png(width: int, height: int) -> str:
+    import base64
+    import io
+
+    buffer = io.BytesIO()
+    PILImage.new("RGB", (width, height), (200, 100, 50)).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_engine_runs_the_image_nodes_end_to_end(env) -> None:
+    from graphengine.events import ListSink, PreviewImage as PreviewEvent
+
+    engine = _engine(env)
+    try:
+        sink = ListSink()
+        prompt = _avatar_prompt(_b64_png(32, 32))
+        run = engine.run(prompt, extra_data={"extra_pnginfo": {"workflow": {"v": 1}}}, sink=sink)
+        assert run.status == "success", run.error
+        saved = run.outputs["9"]["images"][0]
+        assert saved == {"filename": "SillyTavern_00001_.png", "subfolder": "", "type": "output"}
+        path = env.paths.output_dir / saved["filename"]
+        assert PILImage.open(path).size == (16, 8)  # written before the run reported success
+        text = read_png_text(path.read_bytes())
+        assert json.loads(text["prompt"])["13"]["inputs"]["width"] == 16
+        assert json.loads(text["workflow"]) == {"v": 1}
+        assert (env.paths.output_dir / "latents" / "x_00001_.latent").is_file()
+        results = [e for e in sink.of_type(PreviewEvent) if e.is_result]
+        assert len(results) == 1 and results[0].node == "20" and results[0].image.size == (16, 8)
+
+        again = ListSink()
+        rerun = engine.run(prompt, sink=again)
+        assert "9" in rerun.cached and "20" in rerun.executed  # the websocket output always re-sends
+        assert len([e for e in again.of_type(PreviewEvent) if e.is_result]) == 1
+    finally:
+        engine.close()
+
+
+def test_engine_bad_inputs_fail_cleanly_and_next_prompt_succeeds(env) -> None:
+    from graphengine.errors import WorkflowInvalid
+
+    engine = _engine(env)
+    try:
+        bad = engine.run(_avatar_prompt("%char_avatar%"))
+        assert bad.status == "error"
+        assert bad.error.node_id == "10" and "not valid base64" in bad.error.exception_message
+
+        with pytest.raises(WorkflowInvalid) as caught:
+            engine.validate({"1": {"class_type": "LoadImage", "inputs": {"image": "../../etc/passwd"}},
+                             "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}}})
+        assert "Invalid image file" in json.dumps(caught.value.body)
+
+        with pytest.raises(WorkflowInvalid) as caught:
+            engine.validate({"1": {"class_type": "EmptyLatentImage", "inputs": {"width": 500, "height": 512,
+                                                                                 "batch_size": 1}},
+                             "2": {"class_type": "SaveLatent", "inputs": {"samples": ["1", 0]}}})
+        assert "multiple of 8" in json.dumps(caught.value.body)
+
+        good = engine.run(_avatar_prompt(_b64_png(8, 8)))
+        assert good.status == "success"
+    finally:
+        engine.close()
