@@ -13,7 +13,14 @@ from graphengine.registry import NodePack
 
 log = logging.getLogger(__name__)
 
-BUILTIN_PACK_MODULES: tuple[str, ...] = ("nodes.utility", "nodes.loaders")
+BUILTIN_PACK_MODULES: tuple[str, ...] = (
+    "nodes.utility",
+    "nodes.loaders",
+    "nodes.image",
+    "nodes.image_base64",
+    "nodes.latent",
+    "nodes.output",
+)
 
 
 def load_pack(module_name: str) -> NodePack:
