@@ -41,6 +41,7 @@ from graphengine.templates import (
     template_from_json,
 )
 from graphengine.templates.errors import InvalidTemplate, TemplateReadOnly, TemplateTooLarge
+from graphengine.templates.placeholders import PREDEFINED_BY_NAME, ValueKind
 from graphengine.templates.render import Rendered
 
 logger = logging.getLogger(__name__)
@@ -170,6 +171,16 @@ async def _read_json(request: Request, limit: int) -> Any:
 def _template_from_body(document: Any, name: str | None) -> Template:
     template = template_from_json(document, name=None)
     return template.renamed(template.name or name or "")
+
+
+def _echo(values: dict[str, Any]) -> dict[str, Any]:
+    """Inserted values for the response, with base64 images summarised instead of echoed."""
+    return {
+        name: f"<base64 image, {len(value)} characters>"
+        if name in PREDEFINED_BY_NAME and PREDEFINED_BY_NAME[name].kind is ValueKind.IMAGE and isinstance(value, str)
+        else value
+        for name, value in values.items()
+    }
 
 
 def _split_values(body: Any) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -333,7 +344,7 @@ async def render_route(request: Request) -> Response:
             "prompt": validated.prompt,
             "outputs": list(validated.outputs),
             "node_errors": dict(validated.node_errors or {}),
-            "values": rendered.values,
+            "values": _echo(rendered.values),
             "warnings": list(rendered.warnings),
         }
     )
@@ -357,7 +368,7 @@ async def run_route(request: Request) -> Response:
         )
     except WorkflowInvalid as exc:
         return JSONResponse(exc.body, status_code=400)
-    return JSONResponse(submitted.to_json() | {"values": rendered.values, "warnings": list(rendered.warnings)})
+    return JSONResponse(submitted.to_json() | {"values": _echo(rendered.values), "warnings": list(rendered.warnings)})
 
 
 async def page_file(request: Request) -> Response:
