@@ -50,49 +50,18 @@ UNALIASED_PREFIXES = ("/internal", "/api/")
 
 
 def build_engine(config: ServerConfig) -> Engine:
-    """The engine for ``config``: built-in packs, or the named pack modules (``module.pack()``)."""
-    from graphengine.engine import Engine
-    from graphengine.environment import Limits, PreviewSettings
+    """The engine for ``config``: the built-in packs, or the named pack modules (tests)."""
+    from graphengine.engine import Engine, build_environment
+    from graphengine.environment import Limits, PreviewSettings, default_models_dir
 
-    packs = None
-    if config.node_packs is not None:
-        packs = [_load_pack(name) for name in config.node_packs]
-    env = _build_environment(config, Limits, PreviewSettings)
-    return Engine(packs=packs, cache=config.cache, env=env, data_dir=config.data_dir, models_dir=config.models_dir)
-
-
-def _build_environment(config: ServerConfig, limits_type: Any, preview_type: Any) -> Any:
-    from graphengine import engine as engine_module
-
-    build = getattr(engine_module, "build_environment", None)
-    if build is None:
-        from graphengine import environment as environment_module
-
-        build = getattr(environment_module, "build_environment", None)
-    if build is None:
-        return None
-    overrides = {
-        "limits": limits_type(max_image_pixels=config.max_image_pixels, max_upload_bytes=config.max_upload_bytes),
-        "preview": preview_type(method=config.preview_method, max_size=config.preview_size),
-    }
-    from graphengine.environment import default_models_dir
-
-    models_dir = config.models_dir or default_models_dir(config.data_dir)
-    try:
-        return build(config.data_dir, models_dir, **overrides)
-    except TypeError:
-        return build(config.data_dir, models_dir)
-
-
-def _load_pack(name: str) -> Any:
-    module = importlib.import_module(name)
-    factory = getattr(module, "pack", None)
-    if callable(factory):
-        return factory()
-    for attribute in ("PACK", "FAKE_PACK"):
-        if hasattr(module, attribute):
-            return getattr(module, attribute)
-    raise ValueError(f"node pack module {name!r} has no pack() function")
+    env = build_environment(
+        config.data_dir,
+        config.models_dir or default_models_dir(config.data_dir),
+        limits=Limits(max_image_pixels=config.max_image_pixels, max_upload_bytes=config.max_upload_bytes),
+        preview=PreviewSettings(method=config.preview_method, max_size=config.preview_size),
+    )
+    packs = list(config.node_packs) if config.node_packs is not None else None
+    return Engine(packs=packs, cache=config.cache, env=env)
 
 
 def _interrupt_flag() -> Any:

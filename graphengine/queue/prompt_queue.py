@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from graphengine.errors import WorkflowInvalid
-from graphengine.events import Event, Executing, now_ms
+from graphengine.events import Event, Executing, ExecutionStart, now_ms
 from graphengine.queue.executor import ExecutionResult, InterruptSignal, Job, PromptExecutor
 from graphengine.queue.history import history_entry, interrupted_by_crash_entry
 from graphengine.queue.items import SENSITIVE_EXTRA_DATA_KEYS, QueueItem, Submitted
@@ -94,6 +94,7 @@ class PromptQueue:
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._progress = ProgressTracker()
+        self._interrupt_requested: set[str] = set()  # survives the executor's reset of the flag at start
         self._restore()
 
     # ------------------------------------------------------------------ lifecycle
@@ -275,8 +276,15 @@ class PromptQueue:
             running = self._running
             if running is None or (prompt_id is not None and running.prompt_id != prompt_id):
                 return False
+            self._interrupt_requested.add(running.prompt_id)
             self._interrupt.request(running.prompt_id)
         return True
+
+    def _reassert_interrupt(self, prompt_id: str) -> None:
+        """An interrupt that arrived between dequeue and the executor's flag reset still counts."""
+        with self._lock:
+            if prompt_id in self._interrupt_requested:
+                self._interrupt.request(prompt_id)
 
     def request_free(self, *, unload_models: bool, free_memory: bool) -> None:
         """Unload models / reset caches after the running prompt (or right away when idle)."""
@@ -396,7 +404,7 @@ class PromptQueue:
             extra_data=item.extra_data,
             validated=item.validated,
         )
-        sink = _QueueSink(self._progress, self, item.client_id)
+        sink = _QueueSink(self._progress, self, item)
         result: ExecutionResult = self._executor.execute(job, sink, self._interrupt)
         item.validated = None
         entry_text = dumps_entry(history_entry(item, result))
@@ -410,6 +418,7 @@ class PromptQueue:
                 del self._history[pid]
             self._history[item.prompt_id] = entry_text
             self._running = None
+            self._interrupt_requested.discard(item.prompt_id)
             self._progress.end()
             waiters = self._waiters.pop(item.prompt_id, [])
             remaining = self._remaining_locked()
@@ -425,13 +434,15 @@ class PromptQueue:
 class _QueueSink:
     """The sink a job reports into: adds progress_state, routes to the observer with the client id."""
 
-    def __init__(self, tracker: ProgressTracker, queue: PromptQueue, client_id: str | None):
+    def __init__(self, tracker: ProgressTracker, queue: PromptQueue, item: QueueItem):
         self._tracker = tracker
         self._queue = queue
-        self._client_id = client_id
+        self._client_id = item.client_id
 
     def emit(self, event: Event) -> None:
         try:
+            if isinstance(event, ExecutionStart):
+                self._queue._reassert_interrupt(event.prompt_id)
             for expanded in self._tracker.expand(event):
                 self._queue.observer.prompt_event(expanded, self._client_id)
         except Exception:  # noqa: BLE001 - a sink must never raise into the executor
