@@ -86,6 +86,7 @@ def save_images(
     except PathRejected as error:
         raise NodeInputError(f"filename_prefix {prefix!r} is not allowed: {error}") from None
     chunks = _metadata(ctx)
+    logger.debug("saving %d image(s) as %s/%s_*", len(images), name.full_dir, name.filename)
     results = []
     counter = name.counter
     for batch_number, image in enumerate(images):

@@ -279,7 +279,6 @@ def test_decode_image_bytes_non_image_is_a_clear_error(payload: bytes) -> None:
 
 
 def test_decode_image_bytes_truncated_image() -> None:
-    data = _png(64, 64)
     noisy = Image.effect_noise((64, 64), 50).convert("RGB")
     buffer = io.BytesIO()
     noisy.save(buffer, format="PNG")
