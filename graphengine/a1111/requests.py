@@ -16,9 +16,9 @@ MAX_SEED = 2**64 - 1
 MAX_SIDE = 16384
 
 
-def _multiple_of_8(value: int, field: str) -> int:
+def _multiple_of_8(value: int, field: str) -> int:  # noqa: ARG001 - the field name comes from loc
     if value % 8:
-        raise ValueError(f"{field} must be a multiple of 8 (got {value})")
+        raise ValueError(f"must be a multiple of 8 (got {value})")
     return value
 
 
