@@ -58,7 +58,8 @@ def test_save_image_names_ui_and_quantisation(env) -> None:
     ctx.finish()
     assert out.ui == {"images": [{"filename": "SillyTavern_00001_.png", "subfolder": "", "type": "output"}]}
     path = env.paths.output_dir / "SillyTavern_00001_.png"
-    stored = np.asarray(PILImage.open(path))
+    with PILImage.open(path) as stored_image:
+        stored = np.asarray(stored_image)
     # clip(255·x, 0, 255) truncated to uint8, NaN → 0 (ComfyUI's rounding)
     assert stored.tolist() == [[[0, 127, 255], [255, 0, 254], [0, 0, 1]]]
     text = read_png_text(path.read_bytes())
@@ -74,7 +75,8 @@ def test_save_image_batch_counts_up_and_continues_after_existing(env) -> None:
     assert [entry["filename"] for entry in out.ui["images"]] == [
         "ComfyUI_00042_.png", "ComfyUI_00043_.png", "ComfyUI_00044_.png"]
     for entry in out.ui["images"]:
-        assert PILImage.open(env.paths.output_dir / entry["filename"]).size == (6, 4)
+        with PILImage.open(env.paths.output_dir / entry["filename"]) as written:
+            assert written.size == (6, 4)
 
 
 def test_save_image_reserves_names_before_background_write(env) -> None:
@@ -257,7 +259,8 @@ def test_engine_runs_the_image_nodes_end_to_end(env) -> None:
         saved = run.outputs["9"]["images"][0]
         assert saved == {"filename": "SillyTavern_00001_.png", "subfolder": "", "type": "output"}
         path = env.paths.output_dir / saved["filename"]
-        assert PILImage.open(path).size == (16, 8)  # written before the run reported success
+        with PILImage.open(path) as written:
+            assert written.size == (16, 8)  # written before the run reported success
         text = read_png_text(path.read_bytes())
         assert json.loads(text["prompt"])["13"]["inputs"]["width"] == 16
         assert json.loads(text["workflow"]) == {"v": 1}
