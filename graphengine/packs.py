@@ -20,6 +20,8 @@ BUILTIN_PACK_MODULES: tuple[str, ...] = (
     "nodes.image_base64",
     "nodes.latent",
     "nodes.output",
+    "nodes.conditioning",
+    "nodes.vae",
 )
 
 
