@@ -22,6 +22,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import secrets
 import struct
 import unicodedata
 import urllib.parse
@@ -358,7 +359,7 @@ def reserve_file(path: Path) -> bool:
 
 def write_atomically(path: Path, data: bytes) -> None:
     """Write ``data`` to a sibling temporary file, then rename it over ``path``."""
-    temporary = path.with_name(f".{path.name}.partial")
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.partial")  # hidden: never listed
     try:
         temporary.write_bytes(data)
         temporary.replace(path)

@@ -318,3 +318,13 @@ def test_binary_frames() -> None:
     event, length = struct.unpack(">II", framed[:8])
     assert event == 4 and json.loads(framed[8 : 8 + length]) == {"node_id": "3", "image_type": "image/png"}
     assert framed[8 + length :] == b"IMG"
+
+
+def test_write_atomically_replaces_and_leaves_no_partials(tmp_path: Path) -> None:
+    from graphengine.files import write_atomically
+
+    target = tmp_path / "x.bin"
+    write_atomically(target, b"one")
+    write_atomically(target, b"two")
+    assert target.read_bytes() == b"two"
+    assert [p.name for p in tmp_path.iterdir()] == ["x.bin"]
