@@ -216,6 +216,7 @@ class _RunState:
         self.background = _Background(executor.background_pool)
         self.run = Run(prompt_id=prompt_id)
         self.last_ui: dict[str, Any] | None = None  # the UI dict of the node that just ran
+        self.current: CheckedNode | None = None  # the node running (or about to run)
 
     def emit(self, event: Event) -> None:
         sink = self.sink
@@ -296,7 +297,8 @@ class Executor:
             self._execute(state)
         except Interrupted:
             state.background.join()
-            self._interrupted(state, "", "")
+            current = state.current
+            self._interrupted(state, current.id if current else "", current.class_type if current else "")
         except _NodeFailure as failure:
             state.background.join()
             self._failed(state, failure.node.id, failure.node.class_type, failure.exc, failure.inputs)
@@ -350,9 +352,9 @@ class Executor:
                 if ui is not None and emit is not None:
                     emit(Executed(prompt_id, node=node_id, output=ui))
                 continue
+            node = state.current = nodes[node_id]
             if interrupt.is_requested(prompt_id):
                 raise Interrupted(prompt_id)
-            node = nodes[node_id]
             if emit is not None:
                 emit(Executing(prompt_id, node=node_id))
             started = time.perf_counter()

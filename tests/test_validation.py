@@ -1,0 +1,360 @@
+"""Validation: every ComfyUI error kind with its exact body, reported all at once."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from graphengine.errors import WorkflowInvalid
+from graphengine.validation import coerce_bool, coerce_float, coerce_int, coerce_string
+
+CHECKED_CONFIG = {
+    "choice": [["alpha", "beta", "gamma"]],
+    "count": ["INT", {"default": 1, "min": 1, "max": 10}],
+    "ratio": ["FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0}],
+    "word": ["STRING", {"default": "ok"}],
+    "flag": ["BOOLEAN", {"default": False}],
+}
+
+
+def checked(**inputs):
+    base = {"choice": "alpha", "count": 1, "ratio": 0.5, "word": "ok", "flag": False}
+    base.update(inputs)
+    return {
+        "1": {"class_type": "FakeChecked", "inputs": base},
+        "2": {"class_type": "FakeOutput", "inputs": {"value": ["1", 0]}},
+    }
+
+
+def body_of(engine, prompt, **kwargs):
+    with pytest.raises(WorkflowInvalid) as info:
+        engine.validate(prompt, **kwargs)
+    return info.value.body
+
+
+def only_error(body):
+    (entry,) = body["node_errors"].values()
+    (error,) = entry["errors"]
+    return error
+
+
+def test_valid_prompt_is_coerced(engine):
+    validated = engine.validate(checked(count="7", ratio=1, word=5, flag="true"))
+    assert validated.outputs == ("2",)
+    assert validated.node_errors == {}
+    assert validated.prompt["1"]["inputs"] == {"choice": "alpha", "count": 7, "ratio": 1.0, "word": "5", "flag": True}
+    assert validated.prompt["2"]["inputs"] == {"value": ["1", 0]}
+
+
+def test_unknown_class(engine):
+    body = body_of(engine, {"5": {"class_type": "Nope", "inputs": {}}})
+    assert body == {
+        "error": {
+            "type": "invalid_prompt",
+            "message": "Cannot execute because node Nope does not exist.",
+            "details": "Node ID '#5'",
+            "extra_info": {},
+        },
+        "node_errors": {},
+    }
+
+
+def test_unknown_class_fails_even_in_an_orphan(engine):
+    prompt = checked()
+    prompt["9"] = {"class_type": "Missing", "inputs": {}}
+    assert body_of(engine, prompt)["error"]["message"] == "Cannot execute because node Missing does not exist."
+
+
+def test_no_outputs(engine):
+    body = body_of(engine, {"1": {"class_type": "FakeInt", "inputs": {"value": 1}}})
+    assert body == {
+        "error": {"type": "prompt_no_outputs", "message": "Prompt has no outputs", "details": "", "extra_info": {}},
+        "node_errors": {},
+    }
+
+
+def test_required_input_missing(engine):
+    prompt = checked()
+    del prompt["1"]["inputs"]["count"]
+    body = body_of(engine, prompt)
+    assert body == {
+        "error": {
+            "type": "prompt_outputs_failed_validation",
+            "message": "Prompt outputs failed validation",
+            "details": "Required input is missing: count",
+            "extra_info": {},
+        },
+        "node_errors": {
+            "1": {
+                "errors": [
+                    {
+                        "type": "required_input_missing",
+                        "message": "Required input is missing",
+                        "details": "count",
+                        "extra_info": {"input_name": "count"},
+                    }
+                ],
+                "dependent_outputs": ["2"],
+                "class_type": "FakeChecked",
+            }
+        },
+    }
+
+
+def test_value_smaller_than_min(engine):
+    assert only_error(body_of(engine, checked(count=0))) == {
+        "type": "value_smaller_than_min",
+        "message": "Value 0 smaller than min of 1",
+        "details": "count",
+        "extra_info": {"input_name": "count", "input_config": CHECKED_CONFIG["count"], "received_value": 0},
+    }
+
+
+def test_value_bigger_than_max(engine):
+    assert only_error(body_of(engine, checked(ratio="1.5"))) == {
+        "type": "value_bigger_than_max",
+        "message": "Value 1.5 bigger than max of 1.0",
+        "details": "ratio",
+        "extra_info": {"input_name": "ratio", "input_config": CHECKED_CONFIG["ratio"], "received_value": 1.5},
+    }
+
+
+def test_value_not_in_list(engine):
+    assert only_error(body_of(engine, checked(choice="delta"))) == {
+        "type": "value_not_in_list",
+        "message": "Value not in list",
+        "details": "choice: 'delta' not in ['alpha', 'beta', 'gamma']",
+        "extra_info": {"input_name": "choice", "input_config": CHECKED_CONFIG["choice"], "received_value": "delta"},
+    }
+
+
+def test_long_combo_lists_are_summarised(engine):
+    prompt = {
+        "1": {"class_type": "RegexExtract", "inputs": {
+            "string": "x", "regex_pattern": "x", "mode": "Nope", "case_insensitive": True,
+            "multiline": False, "dotall": False, "group_index": 1}},
+        "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 0]}},
+    }
+    error = only_error(body_of(engine, prompt))
+    assert error["details"] == "mode: 'Nope' not in ['First Match', 'All Matches', 'First Group', 'All Groups']"
+
+
+def test_invalid_input_type(engine):
+    assert only_error(body_of(engine, checked(count="many"))) == {
+        "type": "invalid_input_type",
+        "message": "Failed to convert an input value to a INT value",
+        "details": "count, many, could not convert string to float: 'many'",
+        "extra_info": {
+            "input_name": "count",
+            "input_config": CHECKED_CONFIG["count"],
+            "received_value": "many",
+            "exception_message": "could not convert string to float: 'many'",
+        },
+    }
+
+
+def test_custom_validation_failed(engine):
+    assert only_error(body_of(engine, checked(word="bad"))) == {
+        "type": "custom_validation_failed",
+        "message": "Custom validation failed for node",
+        "details": "word - the word must not be 'bad'",
+        "extra_info": {"input_name": "word"},
+    }
+
+
+def test_return_type_mismatch(engine):
+    prompt = {
+        "1": {"class_type": "FakeLatentSource", "inputs": {}},
+        "2": {"class_type": "FakeImageSink", "inputs": {"image": ["1", 0]}},
+    }
+    assert only_error(body_of(engine, prompt)) == {
+        "type": "return_type_mismatch",
+        "message": "Return type mismatch between linked nodes",
+        "details": "image, received_type(FAKE_LATENT) mismatch input_type(FAKE_IMAGE)",
+        "extra_info": {
+            "input_name": "image",
+            "input_config": ["FAKE_IMAGE"],
+            "received_type": "FAKE_LATENT",
+            "linked_node": ["1", 0],
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (["99", 0], "value: node '99' does not exist"),
+        (["1", 3], "value: node '1' (FakeInt) has 1 output(s); output 3 does not exist"),
+        ([1, 2, 3], "value: a list of 3 elements is not a link"),
+        (["1", "0"], "value: the output index '0' is not a non-negative integer"),
+    ],
+)
+def test_bad_linked_input(engine, value, reason):
+    prompt = {
+        "1": {"class_type": "FakeInt", "inputs": {"value": 1}},
+        "2": {"class_type": "FakeOutput", "inputs": {"value": value}},
+    }
+    error = only_error(body_of(engine, prompt))
+    assert error["type"] == "bad_linked_input"
+    assert error["message"] == "Bad linked input, must be a length-2 list of [string, int]"
+    assert error["details"].startswith(reason)
+    assert error["extra_info"]["input_name"] == "value"
+    assert error["extra_info"]["input_config"] == ["*"]
+
+
+def test_exception_during_validation(engine):
+    error = only_error(body_of(engine, checked(word="raise")))
+    assert error["type"] == "exception_during_validation"
+    assert error["message"] == "Exception when validating node"
+    assert error["details"] == "checker crashed"
+    assert error["extra_info"]["exception_type"] == "RuntimeError"
+    assert isinstance(error["extra_info"]["traceback"], list) and error["extra_info"]["traceback"]
+
+
+def test_invalid_regex_is_caught_at_validation(engine):
+    prompt = {
+        "1": {"class_type": "RegexMatch", "inputs": {"string": "x", "regex_pattern": "(", "case_insensitive": True,
+                                                      "multiline": False, "dotall": False}},
+        "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 0]}},
+    }
+    error = only_error(body_of(engine, prompt))
+    assert error["type"] == "custom_validation_failed"
+    assert error["details"].startswith("regex_pattern - invalid regular expression '('")
+
+
+def test_dependency_cycle_is_named(engine):
+    prompt = {
+        "a": {"class_type": "FakeAdd", "inputs": {"a": ["c", 0], "b": 1}},
+        "b": {"class_type": "FakeAdd", "inputs": {"a": ["a", 0], "b": 1}},
+        "c": {"class_type": "FakeAdd", "inputs": {"a": ["b", 0], "b": 1}},
+        "out": {"class_type": "FakeOutput", "inputs": {"value": ["c", 0]}},
+    }
+    body = body_of(engine, prompt)
+    assert body["node_errors"] == {
+        "a": {
+            "errors": [
+                {
+                    "type": "dependency_cycle",
+                    "message": "Dependency cycle detected",
+                    "details": "a (FakeAdd) -> b (FakeAdd) -> c (FakeAdd) -> a",
+                    "extra_info": {},
+                }
+            ],
+            "dependent_outputs": ["out"],
+            "class_type": "FakeAdd",
+        }
+    }
+    assert body["error"]["details"] == "Dependency cycle detected: a (FakeAdd) -> b (FakeAdd) -> c (FakeAdd) -> a"
+
+
+def test_self_loop_is_a_cycle(engine):
+    prompt = {
+        "a": {"class_type": "FakeAdd", "inputs": {"a": ["a", 0]}},
+        "out": {"class_type": "FakeOutput", "inputs": {"value": ["a", 0]}},
+    }
+    assert only_error(body_of(engine, prompt))["details"] == "a (FakeAdd) -> a"
+
+
+def test_all_errors_are_reported_at_once_and_transitive_failures_have_no_entry(engine):
+    prompt = checked(count=0, choice="nope")
+    prompt["3"] = {"class_type": "FakeAdd", "inputs": {"b": 2}}  # "a" missing
+    prompt["4"] = {"class_type": "FakeOutput", "inputs": {"value": ["3", 0]}}
+    prompt["5"] = {"class_type": "FakeOutput", "inputs": {"value": ["4x", 0]}}
+    body = body_of(engine, prompt)
+    assert set(body["node_errors"]) == {"1", "3", "5"}
+    assert [e["type"] for e in body["node_errors"]["1"]["errors"]] == ["value_not_in_list", "value_smaller_than_min"]
+    assert body["node_errors"]["3"]["dependent_outputs"] == ["4"]
+    assert body["error"]["details"].count("\n") == 3
+
+
+def test_orphans_with_bad_values_are_ignored(engine):
+    prompt = checked()
+    prompt["9"] = {"class_type": "FakeChecked", "inputs": {"choice": "zzz", "count": -5}}
+    validated = engine.validate(prompt)
+    assert "9" not in validated.nodes
+
+
+def test_partially_failing_outputs_still_run_the_good_ones(engine):
+    prompt = checked()
+    prompt["3"] = {"class_type": "FakeOutput", "inputs": {"value": ["4", 0]}}
+    prompt["4"] = {"class_type": "FakeInt", "inputs": {"value": 5000}}
+    validated = engine.validate(prompt)
+    assert validated.outputs == ("2",)
+    assert validated.node_errors["4"]["dependent_outputs"] == ["3"]
+    run = engine.execute(validated, prompt_id="p")
+    assert set(run.outputs) == {"2"}
+
+
+def test_partial_execution_targets(engine):
+    prompt = checked()
+    prompt["3"] = {"class_type": "FakeOutput", "inputs": {"value": 1}}
+    assert engine.validate(prompt, partial_execution_targets=["3"]).outputs == ("3",)
+    assert set(engine.validate(prompt, partial_execution_targets=["3"]).nodes) == {"3"}
+    # non-output ids in the list are ignored; no listed output → no outputs
+    assert body_of(engine, prompt, partial_execution_targets=["1"])["error"]["type"] == "prompt_no_outputs"
+
+
+def test_literal_for_a_socket_input_is_rejected(engine):
+    prompt = {"2": {"class_type": "FakeImageSink", "inputs": {"image": "a picture"}}}
+    error = only_error(body_of(engine, prompt))
+    assert error["type"] == "invalid_input_type"
+    assert "take a link" in error["details"]
+
+
+def test_null_for_a_required_input_is_missing(engine):
+    assert only_error(body_of(engine, checked(count=None)))["type"] == "required_input_missing"
+
+
+def test_deeply_nested_literal_is_a_clear_error(engine):
+    deep: list = []
+    for _ in range(50_000):
+        deep = [deep]
+    prompt = {"2": {"class_type": "FakeOutput", "inputs": {"value": {"__value__": deep}}}}
+    error = only_error(body_of(engine, prompt))
+    assert error["type"] == "invalid_input_type"
+    assert "nested more than" in error["details"]
+
+
+def test_huge_graph_validates_iteratively_in_bounded_time(engine):
+    n = 100_000
+    prompt = {"0": {"class_type": "FakeInt", "inputs": {"value": 1}}}
+    for i in range(1, n):
+        prompt[str(i)] = {"class_type": "FakeAdd", "inputs": {"a": [str(i - 1), 0], "b": 1}}
+    prompt["out"] = {"class_type": "FakeOutput", "inputs": {"value": [str(n - 1), 0]}}
+    started = time.perf_counter()
+    validated = engine.validate(prompt)
+    assert len(validated.nodes) == n + 1
+    prompt[str(n // 2)]["inputs"]["a"] = [str(n - 1), 0]  # a cycle through half the chain
+    body = body_of(engine, prompt)
+    assert body["node_errors"][str(n // 2)]["errors"][0]["type"] == "dependency_cycle"
+    assert time.perf_counter() - started < 20
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(5, 5), ("20", 20), ("20.0", 20), (3.0, 3), (True, 1), (2**64 - 1, 2**64 - 1), ("18446744073709551615", 2**64 - 1)],
+)
+def test_coerce_int(value, expected):
+    assert coerce_int(value) == expected
+
+
+@pytest.mark.parametrize("value", [2.5, "2.5", "x", None, [1], {"a": 1}, "nan"])
+def test_coerce_int_rejects(value):
+    with pytest.raises((TypeError, ValueError)):
+        coerce_int(value)
+
+
+def test_coerce_float_string_bool():
+    assert coerce_float("0.8") == 0.8 and coerce_float(2) == 2.0 and isinstance(coerce_float(2), float)
+    with pytest.raises(ValueError):
+        coerce_float("nan")
+    with pytest.raises(ValueError):
+        coerce_float(float("inf"))
+    assert coerce_string(5) == "5" and coerce_string(1.5) == "1.5"
+    with pytest.raises(TypeError):
+        coerce_string(["a"])
+    assert coerce_bool("false") is False and coerce_bool("TRUE") is True and coerce_bool(0) is False
+    for bad in ("maybe", 2, 1.0, None):
+        with pytest.raises((TypeError, ValueError)):
+            coerce_bool(bad)
