@@ -49,4 +49,5 @@ def extract_loras(prompt: str) -> tuple[str, list[LoraTag]]:
         return ""
 
     text = _TAG.sub(take, prompt)
-    return re.sub(r"[ \t]{2,}", " ", text).strip(), tags
+    text = re.sub(r"[ \t]{2,}", " ", text)
+    return re.sub(r"[ \t]+,", ",", text).strip(), tags

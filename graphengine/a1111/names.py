@@ -218,26 +218,29 @@ class NameResolver:
         else:
             sampler = self._sampler_by_key.get(_key(raw))
             if sampler is None:
-                base, suffix = self._split_suffix(raw)
-                if suffix is not None:
+                for base, suffix in self._suffix_candidates(raw):
                     sampler = self._sampler_by_key.get(_key(base))
                     if sampler is not None:
                         scheduler = suffix
+                        break
             if sampler is None:
                 raise UnknownSampler(raw)
         comfy_scheduler = scheduler.comfy or self._automatic_for(sampler)
         return SamplerChoice(sampler, scheduler, sampler.comfy, comfy_scheduler)
 
-    def _split_suffix(self, raw: str) -> tuple[str, A1111Scheduler | None]:
+    def _suffix_candidates(self, raw: str) -> list[tuple[str, A1111Scheduler]]:
+        """Every (sampler part, scheduler) split of "<sampler> <schedule>", longest schedule first."""
         lowered = raw.casefold()
+        found = []
         for scheduler in self.schedulers:
             if scheduler.comfy is None:
                 continue
             for spelling in (scheduler.label, scheduler.name, *scheduler.aliases):
                 suffix = " " + spelling.casefold()
                 if lowered.endswith(suffix) and len(lowered) > len(suffix):
-                    return raw[: -len(suffix)], scheduler
-        return raw, None
+                    found.append((len(suffix), raw[: -len(suffix)], scheduler))
+        found.sort(key=lambda item: -item[0])
+        return [(base, scheduler) for _, base, scheduler in found]
 
     def _automatic_for(self, sampler: A1111Sampler) -> str:
         if sampler.default_scheduler in self.names.schedulers:

@@ -87,8 +87,15 @@ class OptionsStore:
             return self._options.model_copy()
 
     def effective(self, overrides: Mapping[str, Any]) -> A1111Options:
-        """The options with per-request overrides applied (nothing is stored). Raises ValidationError."""
-        known = {k: v for k, v in overrides.items() if k in A1111Options.model_fields}
+        """The options with per-request overrides applied (nothing is stored). Raises ValidationError.
+
+        ``None`` and an empty ``sd_model_checkpoint`` mean "keep the current value" (sd-proxy always
+        sends ``{"sd_model_checkpoint": ""}``)."""
+        known = {
+            k: v
+            for k, v in overrides.items()
+            if k in A1111Options.model_fields and v is not None and not (k == "sd_model_checkpoint" and v == "")
+        }
         with self._lock:
             return A1111Options.model_validate({**self._options.model_dump(), **known})
 

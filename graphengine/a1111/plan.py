@@ -335,7 +335,9 @@ def plan_generation(req: Txt2ImgRequest, ctx: PlanContext) -> GenerationPlan:
     subseeds = _seeds(req.subseed, count, ctx, "subseed")
     hires = _hires(req, first, ctx, positive) if req.enable_hr and not is_img2img else None
     init = _init_images(req, ctx) if is_img2img else None
-    clip_skip = req.clip_skip or options.CLIP_stop_at_last_layers
+    clip_skip = options.CLIP_stop_at_last_layers
+    if req.clip_skip is not None and "CLIP_stop_at_last_layers" not in req.override_settings:
+        clip_skip = req.clip_skip  # SD.Next's top-level key; A1111's override wins when both are sent
     return GenerationPlan(
         mode="img2img" if is_img2img else "txt2img",
         checkpoint=checkpoint,

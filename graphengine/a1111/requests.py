@@ -16,7 +16,7 @@ MAX_SEED = 2**64 - 1
 MAX_SIDE = 16384
 
 
-def _multiple_of_8(value: int, field: str) -> int:  # noqa: ARG001 - the field name comes from loc
+def _multiple_of_8(value: int) -> int:
     if value % 8:
         raise ValueError(f"must be a multiple of 8 (got {value})")
     return value
@@ -85,13 +85,13 @@ class Txt2ImgRequest(LenientModel):
 
     @field_validator("width", "height")
     @classmethod
-    def _sides(cls, value: int, info: Any) -> int:
-        return _multiple_of_8(value, info.field_name)
+    def _sides(cls, value: int) -> int:
+        return _multiple_of_8(value)
 
     @field_validator("hr_resize_x", "hr_resize_y")
     @classmethod
-    def _hr_sides(cls, value: int, info: Any) -> int:
-        return _multiple_of_8(value, info.field_name) if value else value
+    def _hr_sides(cls, value: int) -> int:
+        return _multiple_of_8(value) if value else value
 
     @property
     def requested_sampler(self) -> str | None:
