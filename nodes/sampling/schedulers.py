@@ -174,9 +174,12 @@ def linear_quadratic_schedule(
 
 
 def kl_optimal_schedule(schedule: DiscreteSchedule, steps: int) -> torch.Tensor:
-    """``tan`` of evenly spaced ``atan(sigma)`` between the largest and smallest sigma, then 0."""
+    """``tan`` of evenly spaced ``atan(sigma)`` between the largest and smallest sigma, then 0.
+
+    For one step ComfyUI divides by zero (NaN sigmas); we start at the largest sigma instead.
+    """
     sigma_min, sigma_max = float(schedule.sigma_min), float(schedule.sigma_max)
-    fractions = torch.arange(steps, dtype=torch.float32).div_(steps - 1)
+    fractions = torch.arange(steps, dtype=torch.float32).div_(max(steps - 1, 1))
     sigmas = fractions.new_zeros(steps + 1)
     sigmas[:-1] = (fractions * math.atan(sigma_min) + (1 - fractions) * math.atan(sigma_max)).tan_()
     return sigmas
