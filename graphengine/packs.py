@@ -22,6 +22,7 @@ BUILTIN_PACK_MODULES: tuple[str, ...] = (
     "nodes.output",
     "nodes.conditioning",
     "nodes.vae",
+    "nodes.sampling",
 )
 
 
