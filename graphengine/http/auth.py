@@ -79,10 +79,10 @@ class AuthGate:
         ``X-Admin-Token``); otherwise any authenticated user when auth is on; otherwise loopback clients."""
         settings = self.settings
         if settings.admin_token:
-            given = _bearer_token(connection.headers.get("authorization", "")) or connection.headers.get(
-                "x-admin-token", ""
-            )
-            return bool(given) and _same(given, settings.admin_token)
+            candidates = (_bearer_token(connection.headers.get("authorization", "")) or "",
+                          connection.headers.get("x-admin-token", ""))
+            matches = [_same(given, settings.admin_token) for given in candidates if given]
+            return any(matches)
         if settings.mode != "none":
             return self.authenticated(connection.headers)
         client = connection.client
