@@ -158,9 +158,8 @@ def unet_params(shapes: Shapes, prefix: str) -> dict[str, Any]:
 
 def find_vae_prefix(shapes: Shapes) -> str | None:
     for prefix in VAE_PREFIXES:
-        if prefix + "encoder.down.0.block.0.conv1.weight" in shapes or prefix + "decoder.conv_in.weight" in shapes:
-            if prefix + "encoder.conv_in.weight" in shapes or prefix + "decoder.up.0.block.0.conv1.weight" in shapes:
-                return prefix
+        if prefix + "encoder.down.0.block.0.conv1.weight" in shapes and prefix + "decoder.conv_in.weight" in shapes:
+            return prefix
     return None
 
 
@@ -341,7 +340,9 @@ def unet_diffusers_config(detected: DetectedModel) -> dict[str, Any]:
         layers[-1] = middle  # diffusers takes the mid block's depth from the last entry
     elif layers[-1] != middle:
         raise UnsupportedModel("the UNet's middle transformer depth differs from its deepest level's")
-    transformer_layers: int | list[int] = layers[0] if len(set(layers)) == 1 else layers
+    attention_depths = {d for d in depths if d > 0} | {middle}
+    # One depth everywhere (SD1, SD2, refiner) → an int; blocks without attention ignore the value.
+    transformer_layers: int | list[int] = attention_depths.pop() if len(attention_depths) == 1 else layers
     config: dict[str, Any] = {
         "sample_size": fam.sample_size,
         "in_channels": p["in_channels"],

@@ -163,6 +163,14 @@ def module_index(module: Any, ldm_names: Mapping[str, str] | None = None) -> dic
     return index
 
 
+def _fits(module: Any, parameter: str, delta: LoraDelta) -> bool:
+    """Whether ``up @ down`` has the parameter's (out, in) shape."""
+    shape = module.get_parameter(parameter).shape
+    return delta.up.shape[0] == shape[0] and delta.down.shape[1] == shape[1] and (
+        delta.up.flatten(1).shape[1] == delta.down.shape[0]
+    )
+
+
 def build_patches(
     parsed: ParsedLora,
     strength: float,
@@ -181,8 +189,8 @@ def build_patches(
     for (fam, name), delta in parsed.layers.items():
         if fam in ("unet", "unet_ldm"):
             target = unet_index.get(name)
-            if target is None:
-                unmatched.append(f"unet:{name}")
+            if target is None or not _fits(unet, target, delta):
+                unmatched.append(f"unet:{name}" + ("" if target is None else " (shape mismatch)"))
                 continue
             unet_deltas[target] = delta
             continue
@@ -191,8 +199,8 @@ def build_patches(
             unmatched.append(f"{fam}:{name}")
             continue
         target = text_indexes[slot].get(name)
-        if target is None:
-            unmatched.append(f"{fam}:{name}")
+        if target is None or not _fits(text_encoders[slot], target, delta):
+            unmatched.append(f"{fam}:{name}" + ("" if target is None else " (shape mismatch)"))
             continue
         text_deltas.setdefault(slot, {})[target] = delta
     unet_patches = (WeightPatch(UNET_TARGET, unet_deltas, strength, source),) if unet_deltas and strength else ()
