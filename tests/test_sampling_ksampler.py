@@ -315,3 +315,19 @@ def test_conditioning_entries_are_not_mutated(model):
     before = entry.embeds.clone()
     sample_latent(model, positive, NEG, empty(), settings(steps=2))
     assert torch.equal(entry.embeds, before) and positive.entries == (entry,)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_fp16_sampling_matches_cpu_for_a_deterministic_sampler():
+    cpu_model = tiny_model(tiny_unet(seed=3))
+    gpu_model = tiny_model(tiny_unet(seed=3).to("cuda", torch.float16))
+    for name in ("euler", "dpmpp_2m", "uni_pc"):
+        on_cpu = sample_latent(cpu_model, POS, NEG, empty(), settings(sampler_name=name, steps=6))
+        on_gpu = sample_latent(gpu_model, POS, NEG, empty(), settings(sampler_name=name, steps=6))
+        assert on_gpu.samples.device.type == "cpu" and on_gpu.samples.dtype == torch.float32
+        assert (on_gpu.samples - on_cpu.samples).abs().max() < 0.05 * on_cpu.samples.abs().max()
+    # ancestral step noise comes from a CUDA generator seeded with the seed itself
+    a = sample_latent(gpu_model, POS, NEG, empty(), settings(sampler_name="euler_ancestral", steps=6))
+    b = sample_latent(gpu_model, POS, NEG, empty(), settings(sampler_name="euler_ancestral", steps=6))
+    assert torch.equal(a.samples, b.samples)
