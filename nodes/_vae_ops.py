@@ -10,7 +10,8 @@ Conventions (ComfyUI's IMAGE and LATENT):
 
 On CUDA, batches are split by an estimate of the memory they need; if the device still runs out of
 memory, decoding (and encoding) retries tile by tile, halving the tile down to a minimum before
-giving up with a clear error. ``tile=`` forces tiling.
+giving up with a clear error. ``tile=`` forces tiling. A half-precision VAE that overflows (NaN/inf
+out, as SDXL's VAE does in float16) is re-run in float32 for that call.
 """
 
 from __future__ import annotations
@@ -69,9 +70,15 @@ def decode(
     ``step``: called between batches/tiles (e.g. to honour an interrupt).
     """
     check_latents(autoencoder, latents)
+    pixels = _in_safe_precision(autoencoder, lambda: _decode_once(autoencoder, latents, tile, step), "decoding")
+    return ((pixels + 1.0) / 2.0).clamp(0.0, 1.0).movedim(1, -1).contiguous()
+
+
+def _decode_once(autoencoder: torch.nn.Module, latents: torch.Tensor, tile: int | None, step: Step | None) -> torch.Tensor:
+    """Decoded pixels ``[B, 3, H, W]`` in [-1, 1] (float32, CPU): batched to fit, tiled on OOM."""
     device, dtype = _placement(autoencoder)
     if tile is not None:
-        return _to_image(_decode_tiled(autoencoder, latents, tile, step))
+        return _decode_tiled(autoencoder, latents, tile, step)
     try:
         per_item = DECODE_ELEMENTS_PER_CELL * latents.shape[2] * latents.shape[3] * _dtype_size(dtype)
         pieces = []
@@ -80,12 +87,11 @@ def decode(
                 step()
             with torch.inference_mode():
                 pieces.append(autoencoder.decode(batch.to(device=device, dtype=dtype)).sample.float().cpu())
-        pixels = torch.cat(pieces)
+        return torch.cat(pieces)
     except _OOM:
         _release_cuda()
         logger.warning("out of memory while decoding %s latents; retrying tiled", tuple(latents.shape))
-        pixels = _retry_tiled(lambda t: _decode_tiled(autoencoder, latents, t, step), DECODE_TILE, MIN_DECODE_TILE)
-    return _to_image(pixels)
+        return _retry_tiled(lambda t: _decode_tiled(autoencoder, latents, t, step), DECODE_TILE, MIN_DECODE_TILE)
 
 
 def check_latents(autoencoder: torch.nn.Module, latents: torch.Tensor) -> None:
@@ -114,14 +120,6 @@ def _decode_tiled(autoencoder: torch.nn.Module, latents: torch.Tensor, tile: int
     return tiled(run, latents, tile=tile, overlap=max(1, tile // 4), scale=ratio)
 
 
-def _to_image(pixels: torch.Tensor) -> torch.Tensor:
-    if not torch.isfinite(pixels).all():
-        raise VaeError(
-            "the VAE produced NaN/infinite values (a float16 overflow? load the VAE in float32 or bfloat16)"
-        )
-    return ((pixels + 1.0) / 2.0).clamp(0.0, 1.0).movedim(1, -1).contiguous()
-
-
 # --------------------------------------------------------------------------------------------------
 # encode
 # --------------------------------------------------------------------------------------------------
@@ -136,8 +134,14 @@ def encode(
     """
     ratio = downscale(autoencoder)
     pixels = crop_to_multiple(check_image(pixels, ratio), ratio)
-    device, dtype = _placement(autoencoder)
     x = (pixels[..., :3].movedim(-1, 1) * 2.0 - 1.0).contiguous()
+    return _in_safe_precision(autoencoder, lambda: _encode_once(autoencoder, x, tile, step), "encoding")
+
+
+def _encode_once(autoencoder: torch.nn.Module, x: torch.Tensor, tile: int | None, step: Step | None) -> torch.Tensor:
+    """Latents of ``x`` (``[B, 3, H, W]`` in [-1, 1]): batched to fit, tiled on OOM."""
+    ratio = downscale(autoencoder)
+    device, dtype = _placement(autoencoder)
 
     def run(part: torch.Tensor) -> torch.Tensor:
         if step is not None:
@@ -152,10 +156,30 @@ def encode(
         return torch.cat([run(batch) for batch in x.split(_batch_size(x.shape[0], per_item, device))])
     except _OOM:
         _release_cuda()
-        logger.warning("out of memory while encoding %s pixels; retrying tiled", tuple(pixels.shape))
+        logger.warning("out of memory while encoding %s pixels; retrying tiled", tuple(x.shape))
         return _retry_tiled(
             lambda t: tiled(run, x, tile=t, overlap=t // 4, scale=1 / ratio), ENCODE_TILE, MIN_DECODE_TILE * ratio
         )
+
+
+def _in_safe_precision(autoencoder: torch.nn.Module, work: Callable[[], torch.Tensor], what: str) -> torch.Tensor:
+    """Run ``work``; if a half-precision VAE overflowed (NaN/inf, as SDXL's VAE does in float16),
+    run it again with the autoencoder temporarily in float32 (fp16 → fp32 → fp16 is exact)."""
+    result = work()
+    if torch.isfinite(result).all():
+        return result
+    _, dtype = _placement(autoencoder)
+    if dtype == torch.float32:
+        raise VaeError(f"the VAE produced NaN or infinite values while {what} (are the weights or inputs corrupt?)")
+    logger.warning("the %s VAE overflowed while %s; retrying in float32", str(dtype).removeprefix("torch."), what)
+    autoencoder.to(torch.float32)
+    try:
+        result = work()
+    finally:
+        autoencoder.to(dtype)
+    if not torch.isfinite(result).all():
+        raise VaeError(f"the VAE produced NaN or infinite values while {what}, even in float32")
+    return result
 
 
 def check_image(pixels: torch.Tensor, ratio: int = 8) -> torch.Tensor:

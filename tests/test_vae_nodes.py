@@ -151,6 +151,22 @@ def test_out_of_memory_at_the_smallest_tile_is_reported(tmp_path) -> None:
         _vae_ops.decode(small, torch.randn(1, 4, 20, 20))
 
 
+def test_half_precision_overflow_is_retried_in_float32(caplog: pytest.LogCaptureFixture) -> None:
+    autoencoder = tiny_autoencoder().half()
+    latents = torch.randn(1, 4, 4, 4) * 1e6  # beyond float16's range
+    with caplog.at_level(logging.WARNING):
+        image = _vae_ops.decode(autoencoder, latents)
+    assert torch.isfinite(image).all() and image.shape == (1, 32, 32, 3)
+    assert "retrying in float32" in caplog.text
+    assert next(autoencoder.parameters()).dtype == torch.float16  # given back as it was lent
+
+
+def test_non_finite_output_in_float32_is_an_error(vae, tmp_path) -> None:
+    latents = torch.full((1, 4, 4, 4), float("nan"))
+    with pytest.raises(NodeInputError, match="VAE Decode: .*NaN"):
+        VAEDecode(samples=Latent(samples=latents), vae=vae).run(Context(tmp_path))
+
+
 # --- encode ------------------------------------------------------------------------------------------
 
 
