@@ -74,7 +74,17 @@ def openapi_paths() -> dict[str, Any]:
     """OpenAPI path items for SERVER's /openapi.json."""
     name = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
     values = {"content": {"application/json": {"schema": {"type": "object", "additionalProperties": True}}}}
-    template = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Template"}}}}
+    template_schema = {
+        "type": "object",
+        "required": ["workflow"],
+        "properties": {
+            "name": {"type": "string", "description": "letters, digits, space, _ . - (≤ 80)"},
+            "description": {"type": "string"},
+            "defaults": {"type": "object", "description": "placeholder name → default value"},
+            "workflow": {"type": "object", "description": "ComfyUI API-format prompt with \"%name%\" placeholders"},
+        },
+    }
+    template = {"content": {"application/json": {"schema": template_schema}}}
 
     def op(summary: str, params: list | None = None, body: dict | None = None, **responses: str) -> dict[str, Any]:
         item: dict[str, Any] = {"summary": summary, "tags": ["templates"], "responses": {k.lstrip("_"): {"description": v} for k, v in responses.items()}}

@@ -90,9 +90,12 @@ function markCurrent() {
   }
 }
 
+let openSequence = 0;
 async function openTemplate(name) {
   if (state.dirty && !confirm("Discard unsaved changes?")) return;
+  const sequence = ++openSequence;  // the last template asked for wins, whatever order replies arrive in
   const { response, body } = await apiJson("/templates/" + encodeURIComponent(name));
+  if (sequence !== openSequence) return;
   if (!response.ok) { showMessage(errorText(body)); return; }
   state.current = { ...body, etag: response.headers.get("ETag") || body.etag };
   state.values = { ...(body.defaults || {}) };
@@ -149,7 +152,9 @@ function currentDocument(workflow) {
   return { name: $("name").value.trim(), description: $("description").value, defaults, workflow };
 }
 
+let checkSequence = 0;
 async function checkEditor() {
+  const sequence = ++checkSequence;
   const parsed = parseEditor();
   const syntax = $("syntax");
   if (parsed.error) {
@@ -162,6 +167,7 @@ async function checkEditor() {
   const { response, body } = await apiJson("/templates/check", {
     method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(currentDocument(parsed.workflow)),
   });
+  if (sequence !== checkSequence) return parsed.workflow;  // a newer check owns the display
   if (!response.ok) {
     syntax.textContent = errorText(body);
     syntax.className = "error";
@@ -424,7 +430,10 @@ function onSocketMessage(type, data) {
     $("progress").max = data.max || 1;
     $("progress").value = data.value || 0;
     setStatus(`node ${data.node}: step ${data.value} of ${data.max}`);
-  } else if (type === "executed" && data.output && data.output.images) showImages(data.output.images, $("results"));
+  } else if (type === "executed" && data.output && data.output.images) {
+    // Files are written in the background; they are fetched once the prompt has finished.
+    setStatus(`node ${data.node} produced ${data.output.images.length} image(s)`);
+  }
   else if (type === "execution_error") { setStatus("failed"); showMessage(`node ${data.node_id} (${data.node_type}) failed: ${data.exception_type}: ${data.exception_message}`); finish(); }
   else if (type === "execution_interrupted") { setStatus("interrupted"); finish(); }
   else if (type === "executing" && data.node === null) { finishWithHistory(data.prompt_id); }
