@@ -88,6 +88,28 @@ class ServerWsImage(Node):
         return self.Outputs()
 
 
+class ServerSaveText(Node):
+    """Writes ``text`` to ``output/<prefix>_NNNNN_.txt`` off the execution thread, like SaveImage."""
+
+    category: ClassVar[str] = "testing"
+    output_node: ClassVar[bool] = True
+
+    text: str = Input("saved")
+    filename_prefix: str = Input("text")
+
+    class Outputs(NodeOutputs):
+        pass
+
+    def run(self, ctx: NodeContext) -> ServerSaveText.Outputs:
+        from graphengine.files import next_output_name, write_atomically
+
+        name = next_output_name(ctx.env.paths.output_dir, self.filename_prefix)
+        filename = name.file_name(name.counter, "txt")
+        data = self.text.encode("utf-8")
+        ctx.background(lambda: write_atomically(name.full_dir / filename, data))
+        return self.Outputs(ui={"images": [{"filename": filename, "subfolder": name.subfolder, "type": "output"}]})
+
+
 class ServerImageSize(Node):
     """Shows an IMAGE's batch, height and width as text (an output node for loader tests)."""
 
@@ -105,4 +127,4 @@ class ServerImageSize(Node):
 
 
 def pack() -> NodePack:
-    return NodePack(name="server_tests", nodes=(ServerText, ServerUpper, ServerFail, ServerWsImage, ServerImageSize))
+    return NodePack(name="server_tests", nodes=(ServerText, ServerUpper, ServerFail, ServerWsImage, ServerSaveText, ServerImageSize))

@@ -69,6 +69,11 @@ class ServerConfig:
     ws_max_bytes: int = 64 * 1024 * 1024
     clear_temp_on_start: bool = True
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "data_dir", Path(self.data_dir).resolve())
+        if self.models_dir is not None:
+            object.__setattr__(self, "models_dir", Path(self.models_dir).resolve())
+
     @property
     def database_path(self) -> Path:
         return Path(self.data_dir) / "queue.sqlite3"
