@@ -331,3 +331,9 @@ def test_cuda_fp16_sampling_matches_cpu_for_a_deterministic_sampler():
     a = sample_latent(gpu_model, POS, NEG, empty(), settings(sampler_name="euler_ancestral", steps=6))
     b = sample_latent(gpu_model, POS, NEG, empty(), settings(sampler_name="euler_ancestral", steps=6))
     assert torch.equal(a.samples, b.samples)
+
+
+def test_area_outside_the_latent_is_a_clear_error(model):
+    outside = text(3, area=(8, 8, 16, 0))
+    with pytest.raises(ValueError, match="lies outside the 8x8 latent"):
+        sample_latent(model, combine(POS, outside), NEG, empty(), settings(steps=1))

@@ -254,3 +254,15 @@ def test_uni_pc_matches_diffusers_unipc_multistep(variant: str):
     scheduler = UniPCMultistepScheduler(**_diffusers_kwargs(), solver_order=3, solver_type=variant, predict_x0=True)
     theirs = _diffusers_vp_loop(scheduler, unipc_sigmas, x)
     assert (ours - theirs).abs().max() < 1e-4
+
+
+def test_brownian_tree_noise_equals_diffusers_brownian_tree_sampler():
+    from diffusers.schedulers.scheduling_dpmsolver_sde import BrownianTreeNoiseSampler
+
+    x = torch.zeros(1, 4, 8, 8)
+    sigmas = calculate_sigmas(SCHEDULE, "karras", 6)
+    lo, hi = sigmas[sigmas > 0].min(), sigmas.max()
+    ours = BrownianTreeNoise(x, lo, hi, seed=77, on_cpu=True)
+    theirs = BrownianTreeNoiseSampler(x, lo, hi, seed=77)
+    for i in range(len(sigmas) - 2):
+        assert torch.equal(ours(sigmas[i], sigmas[i + 1]), theirs(sigmas[i], sigmas[i + 1]))

@@ -82,6 +82,17 @@ def _encode(
     return ModelInputs(context=context, text_embeds=pooled.to(device), time_ids=ids.to(device))
 
 
+def _check_area(area: tuple[int, int, int, int] | None, height: int, width: int) -> None:
+    if area is None:
+        return
+    h, w, y, x = (int(v) for v in area)
+    if h <= 0 or w <= 0 or y < 0 or x < 0 or y >= height or x >= width:
+        raise ValueError(
+            f"conditioning area (height={h}, width={w}, y={y}, x={x}, in latent pixels) lies outside "
+            f"the {height}x{width} latent"
+        )
+
+
 def _area_inside(inner: tuple[int, ...], outer: tuple[int, ...]) -> bool:
     half = len(inner) // 2
     for i in range(half):
@@ -123,6 +134,7 @@ def prepare_conds(
     for index, conditioning in enumerate((positive, negative)):
         prepared = []
         for entry in conditioning.entries:
+            _check_area(entry.area, height, width)
             mask = None if entry.mask is None else _resize_mask(entry.mask, height, width, denoiser.device)
             prepared.append(
                 PreparedCond(
