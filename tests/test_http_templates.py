@@ -122,6 +122,10 @@ def test_import_uploaded_api_workflow(client: httpx.Client) -> None:
     body = response.json()
     assert body["name"] == "Default_Comfy_Workflow" and body["description"] == "from SillyTavern"
     assert body["workflow"] == json.loads(data)
+    bare = client.post("/templates", params={"name": "bare import"}, content=data)
+    assert bare.status_code == 201 and bare.json()["workflow"] == json.loads(data)
+    nameless = client.post("/templates", content=data)
+    assert nameless.status_code == 400 and "name is required" in nameless.json()["error"]["message"]
 
 
 def test_placeholder_report(client: httpx.Client) -> None:

@@ -1,7 +1,8 @@
 """HTTP API of the template store, and the template editor page.
 
     GET    /templates                      list (bundled and user templates)
-    POST   /templates                      create, or import an uploaded API-format JSON (multipart "file")
+    POST   /templates                      create (template document, or a bare API-format workflow with
+                                           ?name=), or import an uploaded file (multipart "file", "name")
     POST   /templates/check                placeholder report of an unsaved template (the editor's live check)
     GET    /templates/{name}               one template; ETag header
     PUT    /templates/{name}               create/replace; If-Match → 412 on a lost update; a different
@@ -236,7 +237,7 @@ async def create_template(request: Request) -> Response:
             stored = await _import_upload(request, store)
         else:
             document = await _read_json(request, store.max_bytes + 65536)
-            stored = await run_in_threadpool(store.create, _template_from_body(document, None))
+            stored = await run_in_threadpool(store.create, _template_from_body(document, request.query_params.get("name")))
     except StoreError as exc:
         return _store_error(exc)
     return _template_response(stored, 201)
