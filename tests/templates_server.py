@@ -74,7 +74,10 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_server(data_dir: Path, **auth: Any) -> Iterator[RunningServer]:
+def running_server(data_dir: Path, *, builtin_packs: bool = False, **auth: Any) -> Iterator[RunningServer]:
+    """A server over ``data_dir`` (models in ``data_dir/models``); ``auth`` are AuthSettings fields.
+    The engine has this module's test pack plus the image packs, or (``builtin_packs``) every built-in
+    pack plus the test pack."""
     import uvicorn
 
     from graphengine.engine import Engine
@@ -84,8 +87,13 @@ def running_server(data_dir: Path, **auth: Any) -> Iterator[RunningServer]:
     port = free_port()
     config = ServerConfig(host="127.0.0.1", port=port, data_dir=data_dir, models_dir=data_dir / "models",
                           auth=AuthSettings(**auth) if auth else AuthSettings())
-    engine = Engine(packs=[pack(), "nodes.image", "nodes.output", "nodes.image_base64"], data_dir=data_dir,
-                    models_dir=data_dir / "models")
+    if builtin_packs:
+        from graphengine.packs import builtin_packs as load_builtin
+
+        packs: list[Any] = [*load_builtin(strict=True), pack()]
+    else:
+        packs = [pack(), "nodes.image", "nodes.output", "nodes.image_base64"]
+    engine = Engine(packs=packs, data_dir=data_dir, models_dir=data_dir / "models")
     app = create_app(config, engine)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, daemon=True)

@@ -220,7 +220,27 @@ def test_auth_gate_covers_templates(tmp_path: Path) -> None:
     with running_server(tmp_path, mode="bearer", token="s3cret") as secured:
         with httpx.Client(base_url=secured.base_url) as http:
             assert http.get("/templates").status_code == 401
-            assert http.get("/templates-ui/").status_code == 401
+            assert http.post("/templates/text-to-image/run", json={}).status_code == 401
             authorised = http.get("/templates", headers={"Authorization": "Bearer s3cret"})
             assert authorised.status_code == 200
             assert "s3cret" not in authorised.text
+
+
+@pytest.mark.slow
+def test_bundled_text_to_image_runs_on_the_micro_model(tmp_path: Path) -> None:
+    """The main job's default image workflow, end to end: bundled template → queue → 64×64 PNG."""
+    from graphengine.models.checkpoint_maker import make_checkpoint
+
+    checkpoints = tmp_path / "models" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    make_checkpoint(checkpoints / "graphengine-default.safetensors", "micro", dtype="fp32")
+    with running_server(tmp_path, builtin_packs=True) as full, httpx.Client(base_url=full.base_url, timeout=60) as http:
+        response = http.post("/templates/text-to-image/run", json={"prompt": "a red 'apple' $& \"quoted\"", "seed": 7})
+        assert response.status_code == 200, response.text
+        assert response.json()["values"]["seed"] == 7
+        entry = wait_history(http, response.json()["prompt_id"], timeout=120)
+        assert entry["status"]["status_str"] == "success", entry["status"]
+        assert entry["prompt"][2]["6"]["inputs"]["text"] == "a red 'apple' $& \"quoted\""
+        (image,) = [img for output in entry["outputs"].values() for img in output.get("images", [])]
+        with Image.open(io.BytesIO(http.get("/view", params=image).content)) as picture:
+            assert picture.size == (64, 64)
