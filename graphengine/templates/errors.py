@@ -73,7 +73,7 @@ class TemplateError(GraphEngineError):
         }
 
 
-@dataclass
+@dataclass(eq=False)
 class StoreError(GraphEngineError):
     """A template store operation failed; ``status`` is the HTTP status the API answers with."""
 
