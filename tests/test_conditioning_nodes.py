@@ -344,3 +344,42 @@ def test_object_info_matches_comfyui_inputs(tmp_path) -> None:
 def test_pack_modules_import_without_torch() -> None:
     code = "import sys, nodes.conditioning, nodes.vae; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0
+
+
+# --- checkpoints written by our own checkpoint maker, loaded by the model manager ---------------------
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from graphengine.models.checkpoint_maker import make_checkpoint
+    from graphengine.models.library import ModelLibrary
+
+    models = tmp_path_factory.mktemp("models")
+    (models / "checkpoints").mkdir()
+    for arch in ("micro", "micro_sdxl"):
+        make_checkpoint(models / "checkpoints" / f"{arch}.safetensors", arch)
+    (models / "embeddings").mkdir()
+    return ModelLibrary(models)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("arch", "width", "pooled"), [("micro", 64, 64), ("micro_sdxl", 64 + 96, 96)])
+def test_real_checkpoint_clip_encodes_through_the_model_runtime(library, tmp_path, arch, width, pooled) -> None:
+    _model, clip, _vae = library.manager.load_checkpoint(library.resolve("checkpoints", f"{arch}.safetensors"))
+    dusk = word_ids(clip.tokenizers[0], "dusk")
+    rows = [getattr(e, "text_model", e).embeddings.token_embedding.weight[dusk].detach().clone() for e in clip.encoders]
+    tensors = {"emb_params": rows[0]} if len(rows) == 1 else {"clip_l": rows[0], "clip_g": rows[1]}
+    save_file(tensors, str(Path(library.embedding_dirs()[0]) / f"dusk_{arch}.safetensors"))
+    ctx = Context(tmp_path)
+    ctx.env = Environment(paths=DataPaths.under(tmp_path), models=library)  # embeddings folder from the library
+
+    def encode_text(text: str) -> ConditioningEntry:
+        return CLIPTextEncode(text=text, clip=clip).run(ctx).conditioning.entries[0]
+
+    plain = encode_text("a lighthouse at dusk")
+    weighted = encode_text("a (lighthouse:1.4) at dusk")
+    assert plain.embeds.shape == (1, 77, width) and plain.pooled.shape == (1, pooled)
+    assert torch.isfinite(plain.embeds).all()
+    assert not torch.allclose(plain.embeds, weighted.embeds)
+    torch.testing.assert_close(plain.pooled, weighted.pooled)
+    torch.testing.assert_close(encode_text(f"a lighthouse at embedding:dusk_{arch}").embeds, plain.embeds)

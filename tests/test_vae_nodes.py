@@ -268,3 +268,21 @@ def test_object_info_matches_comfyui(tmp_path) -> None:
     }
     assert inpaint["category"] == "latent/inpaint" and inpaint["display_name"] == "VAE Encode (for Inpainting)"
     assert [n.class_type for n in pack().nodes] == ["VAEDecode", "VAEEncode", "VAEEncodeForInpaint"]
+
+
+@pytest.mark.slow
+def test_real_checkpoint_vae_round_trip_through_the_model_runtime(tmp_path) -> None:
+    from graphengine.models.checkpoint_maker import make_checkpoint
+    from graphengine.models.library import ModelLibrary
+
+    (tmp_path / "models" / "checkpoints").mkdir(parents=True)
+    make_checkpoint(tmp_path / "models" / "checkpoints" / "micro.safetensors", "micro")
+    library = ModelLibrary(tmp_path / "models")
+    _model, _clip, vae = library.manager.load_checkpoint(library.resolve("checkpoints", "micro.safetensors"))
+    pixels = gradient_image(2, 40, 24)
+    latent = VAEEncode(pixels=Image(pixels=pixels), vae=vae).run(Context(tmp_path)).latent
+    assert latent.samples.shape == (2, vae.latent_format.channels, 5, 3)
+    with vae.activate() as autoencoder:
+        torch.testing.assert_close(latent.samples, raw_encode(autoencoder, pixels), atol=1e-4, rtol=1e-4)
+    image = VAEDecode(samples=latent, vae=vae).run(Context(tmp_path)).image.pixels
+    assert image.shape == (2, 40, 24, 3) and 0 <= float(image.min()) and float(image.max()) <= 1
