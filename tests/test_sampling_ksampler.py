@@ -236,7 +236,7 @@ def test_interrupt_takes_effect_within_one_step(model, recorder):
 
 def test_unimplemented_sampler_is_refused(model):
     with pytest.raises(ValueError, match="not implemented by graphengine"):
-        sample_latent(model, POS, NEG, empty(), settings(sampler_name="dpm_fast"))
+        sample_latent(model, POS, NEG, empty(), settings(sampler_name="ipndm"))
 
 
 # --- prediction types and SDXL conditioning -------------------------------------------------------
@@ -302,7 +302,7 @@ def test_sdxl_refiner_gets_aesthetic_scores():
     assert ids.tolist() == [[64.0, 64.0, 0.0, 0.0, 2.5], [64.0, 64.0, 0.0, 0.0, 6.0]]
 
 
-@pytest.mark.parametrize("name", ["euler_ancestral", "dpmpp_2m_sde", "dpmpp_sde", "uni_pc", "lcm", "dpm_2"])
+@pytest.mark.parametrize("name", ["euler_ancestral", "dpmpp_2m_sde", "dpmpp_sde", "uni_pc", "lcm", "dpm_2", "dpm_fast", "dpm_adaptive"])
 def test_model_backed_samplers_are_reproducible(model, name):
     a = sample_latent(model, POS, NEG, empty(), settings(sampler_name=name, steps=4))
     b = sample_latent(model, POS, NEG, empty(), settings(sampler_name=name, steps=4))

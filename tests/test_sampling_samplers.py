@@ -105,7 +105,7 @@ def test_lcm_jumps_to_the_denoised_estimate_and_renoises_with_seeded_noise():
     assert torch.allclose(inputs[1], expected_second_input, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", sorted(IMPLEMENTED_SAMPLERS))
+@pytest.mark.parametrize("name", sorted(IMPLEMENTED_SAMPLERS - {"dpm_fast", "dpm_adaptive"}))
 def test_one_report_per_step_and_same_seed_same_result(name: str):
     sigmas = sampler_schedule(SCHEDULE, "normal", name, 6)
     x = initial_noise((1, 4, 8, 8), seed=11) * sigmas[0]
@@ -113,6 +113,29 @@ def test_one_report_per_step_and_same_seed_same_result(name: str):
     first = run_sampler(name, x, sigmas, seed=5, callback=lambda i, x_, d: steps.append(i))
     assert steps == list(range(len(sigmas) - 1))
     assert torch.equal(first, run_sampler(name, x, sigmas, seed=5))
+
+
+def test_dpm_fast_spends_one_evaluation_per_step_and_converges_to_sigma_min():
+    x0 = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    for steps, tolerance in ((10, 1e-2), (30, 1e-3)):
+        sigmas = calculate_sigmas(SCHEDULE, "karras", steps)
+        denoiser, reports = GaussianDenoiser(), []
+        x = x0 * sigmas[0]
+        result = SAMPLERS["dpm_fast"].function(denoiser, x, sigmas, SamplerRun(seed=1, callback=lambda i, x_, d: reports.append(i)))
+        assert denoiser.calls == steps
+        assert reports == list(range(steps // 3 + 1))  # one report per solver step (orders 3, …, 3, rest)
+        # it integrates to the last non-zero sigma, as ComfyUI's does
+        assert (result - exact_ode(x, float(sigmas[0]), float(sigmas[-2]))).abs().max() < tolerance
+
+
+def test_dpm_adaptive_reaches_sigma_min_within_its_tolerance():
+    sigmas = calculate_sigmas(SCHEDULE, "karras", 10)
+    x = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0)) * sigmas[0]
+    denoiser = GaussianDenoiser()
+    result = SAMPLERS["dpm_adaptive"].function(denoiser, x, sigmas, SamplerRun(seed=1))
+    expected = exact_ode(x, float(sigmas[0]), float(sigmas[-2]))
+    assert (result - expected).abs().max() < 0.05 * expected.abs().max()
+    assert denoiser.calls % 3 == 0 and denoiser.calls >= 3  # third-order steps, three evaluations each
 
 
 def test_different_seeds_give_different_stochastic_results():

@@ -131,7 +131,7 @@ def sample_latent(
         image = None
         if previewer is not None:
             image = LatentPreview(image=previewer(denoised), format="JPEG", max_size=preview.max_size)
-        progress(step + 1, total_steps, image)
+        progress(min(step + 1, total_steps), total_steps, image)  # dpm_adaptive may take more steps
 
     # 4. Sample on the model's device.
     with model.activate() as unet, torch.no_grad():

@@ -73,6 +73,8 @@ IMPLEMENTED_SAMPLERS: frozenset[str] = frozenset(
         "dpm_2",
         "dpm_2_ancestral",
         "lms",
+        "dpm_fast",
+        "dpm_adaptive",
         "dpmpp_2s_ancestral",
         "dpmpp_sde",
         "dpmpp_sde_gpu",

@@ -438,6 +438,16 @@ class SamplerSpec:
     random_inpaint_noise: bool = False  # ddim: kept region noised from seed + 1, not the initial noise
 
 
+def _dpm_solver(kind: str) -> SamplerFunction:
+    def sample(model: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, run: SamplerRun) -> torch.Tensor:
+        from nodes.sampling import dpm_solver
+
+        return getattr(dpm_solver, f"sample_dpm_{kind}")(model, x, sigmas, run)
+
+    sample.__name__ = f"sample_dpm_{kind}"
+    return sample
+
+
 def _unipc(variant: str) -> SamplerFunction:
     def sample(model: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, run: SamplerRun) -> torch.Tensor:
         from nodes.sampling.unipc import sample_unipc
@@ -455,6 +465,8 @@ SAMPLERS: dict[str, SamplerSpec] = {
     "dpm_2": SamplerSpec(sample_dpm_2),
     "dpm_2_ancestral": SamplerSpec(sample_dpm_2_ancestral),
     "lms": SamplerSpec(sample_lms),
+    "dpm_fast": SamplerSpec(_dpm_solver("fast")),
+    "dpm_adaptive": SamplerSpec(_dpm_solver("adaptive")),
     "dpmpp_2s_ancestral": SamplerSpec(sample_dpmpp_2s_ancestral),
     "dpmpp_sde": SamplerSpec(sample_dpmpp_sde),
     "dpmpp_sde_gpu": SamplerSpec(sample_dpmpp_sde_gpu),
