@@ -95,7 +95,7 @@ def test_edit_save_fill_run_and_see_the_image(page: Any, server: RunningServer) 
 
     # placeholder checklist: predefined present/absent, custom ones listed
     checklist = page.inner_text("#predefined")
-    assert "✅ %width%" in checklist and "❌ %seed%" in checklist
+    assert "✓ %width%" in checklist and "✗ %seed%" in checklist
     assert "%red%" in page.inner_text("#custom") and "%prefix%" in page.inner_text("#custom")
 
     # edit the workflow JSON: a slower, more visible progress, and a new description

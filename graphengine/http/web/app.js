@@ -191,7 +191,8 @@ function renderReport(report) {
   for (const p of report.predefined) {
     PREDEFINED_KINDS[p.name] = p.kind;
     const li = document.createElement("li");
-    li.textContent = `${p.present ? "✅" : "❌"} %${p.name}%`;
+    li.textContent = `${p.present ? "✓" : "✗"} %${p.name}%`;
+    li.className = p.present ? "present" : "absent";
     li.title = p.description;
     li.setAttribute("aria-label", `${p.name}: ${p.present ? "used" : "not used"}`);
     predefined.append(li);
