@@ -32,10 +32,12 @@ class InspectModels(Node):
         if self.model is not None:
             with self.model.activate() as unet, torch.no_grad():
                 width = unet.config.cross_attention_dim
+                fallback = torch.float16 if unet.device.type == "cuda" else torch.float32  # fp8 storage runs in these
+                on = {"device": unet.device, "dtype": unet.dtype if unet.dtype.itemsize > 1 else fallback}
                 kwargs = {}
                 if unet.config.addition_embed_type == "text_time":
-                    kwargs["added_cond_kwargs"] = {"text_embeds": torch.zeros(1, 96), "time_ids": torch.zeros(1, 6)}
-                out = unet(torch.ones(1, 4, 8, 8), 500, encoder_hidden_states=torch.ones(1, 77, width), **kwargs).sample
+                    kwargs["added_cond_kwargs"] = {"text_embeds": torch.zeros(1, 96, **on), "time_ids": torch.zeros(1, 6, **on)}
+                out = unet(torch.ones(1, 4, 8, 8, **on), 500, encoder_hidden_states=torch.ones(1, 77, width, **on), **kwargs).sample.float().cpu()
             info.update(arch=self.model.arch, patches=len(self.model.patches), out=float(out.double().sum()),
                         out_values=out.flatten()[:64].tolist(),
                         identity=self.model.identity, object=id(self.model.unet),
