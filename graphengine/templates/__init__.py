@@ -4,7 +4,8 @@
     store = TemplateStore.for_data_dir(Path("data"))
     prompt = render(store.get("text-to-image").template, {"prompt": "a cat", "seed": 5}, engine.registry)
 
-``render`` substitutes on the parsed JSON tree (safe for any value), ``check`` reports the
+``render`` substitutes on the parsed JSON tree (safe for any value), ``run_template`` renders and
+runs on an ``Engine``, ``check`` reports the
 placeholders a template uses, ``render_sillytavern`` reproduces SillyTavern's own text substitution
 for comparison, and ``TemplateStore`` keeps bundled (read-only) and user templates.
 """
@@ -23,7 +24,7 @@ from graphengine.templates.errors import (
     TemplateReadOnly,
     TemplateTooLarge,
 )
-from graphengine.templates.headless import load_template, parse_set_options, render_for_cli
+from graphengine.templates.headless import load_template, parse_set_options, render_for_cli, run_template
 from graphengine.templates.placeholders import PREDEFINED, PREDEFINED_BY_NAME, find_occurrences
 from graphengine.templates.render import Rendered, render, render_template
 from graphengine.templates.sillytavern import SillyTavernSettings, render_sillytavern
@@ -57,5 +58,6 @@ __all__ = [
     "render_for_cli",
     "render_sillytavern",
     "render_template",
+    "run_template",
     "template_from_json",
 ]

@@ -55,6 +55,7 @@ def check(template_json: Template | Mapping[str, Any], registry: Mapping[str, An
                 "kind": spec.kind.value,
                 "description": spec.description,
                 "present": bool(places),
+                "mark": "✅" if places else "❌",
                 "occurrences": [o.to_json() for o in places],
                 "default": template.defaults.get(spec.name),
                 "fallback": spec.fallback,

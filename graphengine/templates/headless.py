@@ -45,6 +45,27 @@ def render_for_cli(
     return render(load_template(name_or_path, Path(data_dir)), dict(values), registry)
 
 
+def run_template(
+    engine: Any,
+    template: Template | str | Path,
+    values: Mapping[str, Any] | None = None,
+    *,
+    data_dir: Path | None = None,
+    extra_data: Mapping[str, Any] | None = None,
+) -> Any:
+    """Render a template (a ``Template``, or a name/file looked up under ``data_dir``, default the
+    engine's data root) with ``values`` in typed mode and run it on ``engine``; returns the ``Run``.
+
+    Raises ``TemplateError`` (bad values) or ``WorkflowInvalid`` (the rendered prompt fails
+    validation) before anything executes.
+    """
+    if not isinstance(template, Template):
+        root = Path(data_dir) if data_dir is not None else engine.env.paths.root
+        template = load_template(template, root)
+    prompt = render(template, dict(values or {}), engine.registry)
+    return engine.run(prompt, extra_data=dict(extra_data) if extra_data else None)
+
+
 def parse_set_options(items: list[str] | None) -> dict[str, str]:
     """``["prompt=a cat", "seed=5"]`` → ``{"prompt": "a cat", "seed": "5"}``; ValueError on ``k`` alone."""
     values: dict[str, str] = {}
