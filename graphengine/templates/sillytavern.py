@@ -104,6 +104,8 @@ def js_replace_all(text: str, search: str, replacement: str) -> str:
 
 
 def _substitution(text: str, matched: str, position: int, replacement: str) -> str:
+    if "$" not in replacement:
+        return replacement
     out: list[str] = []
     i = 0
     while i < len(replacement):
