@@ -199,8 +199,29 @@ class UNETLoader(Node):
         return self.Outputs(model=model)
 
 
+class DiffusersLoader(Node):
+    """Loads a diffusers-format pipeline folder (model_index.json, unet/, vae/, text_encoder/ …) from the
+    diffusers folder, offline."""
+
+    category: ClassVar[str] = "advanced/loaders/deprecated"
+
+    model_path: str = Combo(_files("diffusers"))
+
+    class Outputs(NodeOutputs):
+        model: Model = Output()
+        clip: Clip = Output()
+        vae: Vae = Output()
+
+    def run(self, ctx: NodeContext) -> DiffusersLoader.Outputs:
+        path = _resolve(ctx, "diffusers", self.model_path)
+        with _model_errors("diffusers folder", self.model_path):
+            model, clip, vae = _library(ctx).manager.load_checkpoint(path)
+        return self.Outputs(model=model, clip=clip, vae=vae)
+
+
 def pack() -> NodePack:
     return NodePack(
         name="loaders",
-        nodes=(CheckpointLoaderSimple, VAELoader, LoraLoader, LoraLoaderModelOnly, CLIPSetLastLayer, UNETLoader),
+        nodes=(CheckpointLoaderSimple, VAELoader, LoraLoader, LoraLoaderModelOnly, CLIPSetLastLayer, UNETLoader,
+               DiffusersLoader),
     )

@@ -68,6 +68,14 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Engine:
     broken = models / "checkpoints" / "broken.safetensors"
     broken.write_bytes(ckpt.read_bytes()[:5000])
     (models / "embeddings").mkdir()
+    from graphengine.models.loading import load_components
+
+    components = load_components(ckpt, dtype=torch.float32)
+    pipe = models / "diffusers" / "micro_pipe"
+    components.unet.save_pretrained(pipe / "unet")
+    components.vae.save_pretrained(pipe / "vae")
+    components.text_encoders[0].save_pretrained(pipe / "text_encoder")
+    (pipe / "model_index.json").write_text('{"unet": ["diffusers", "UNet2DConditionModel"]}')
     return Engine(packs=[loaders.pack(), NodePack("test", (InspectModels,))], data_dir=root / "data", models_dir=models)
 
 
@@ -191,3 +199,12 @@ def test_unet_loader_loads_a_diffusion_model_only_file(engine: Engine, weight_dt
         a, b = torch.tensor(info["out_values"]), torch.tensor(plain["out_values"])
         assert not torch.equal(a, b)  # fp8 storage: close, not equal
         assert torch.nn.functional.cosine_similarity(a, b, dim=0) > 0.95
+
+
+def test_diffusers_loader_reads_a_pipeline_folder(engine: Engine) -> None:
+    assert engine.object_info()["DiffusersLoader"]["input"]["required"]["model_path"][0] == ["micro_pipe"]
+    info = run(engine, {"1": {"class_type": "DiffusersLoader", "inputs": {"model_path": "micro_pipe"}},
+                        "2": {"class_type": "InspectModels", "inputs": {"model": ["1", 0], "clip": ["1", 1], "vae": ["1", 2]}}})
+    plain = run(engine, {"1": CKPT, "2": {"class_type": "InspectModels", "inputs": {"model": ["1", 0]}}})
+    assert info["arch"] == "sd15" and info["encoders"] == 1
+    assert info["out"] == pytest.approx(plain["out"], rel=1e-5)

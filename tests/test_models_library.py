@@ -164,3 +164,29 @@ def test_library_and_loader_pack_import_without_torch() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1])
     assert out.stdout.strip() == "False"
+
+
+def test_embedding_names_drop_extensions(models: Path) -> None:
+    touch(models / "embeddings" / "sub" / "bad-hands.safetensors")
+    assert ModelLibrary(models).embedding_names() == ["easy", "sub/bad-hands"]
+
+
+def test_default_checkpoint_is_made_only_when_none_exists(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from graphengine.models import defaults
+
+    made: list[tuple[Path, str]] = []
+
+    def fake_make(target: Path, arch: str, seed: int = 0) -> Path:
+        made.append((target, arch))
+        touch(target)
+        return target
+
+    monkeypatch.setattr("graphengine.models.checkpoint_maker.make_checkpoint", fake_make)
+    root = tmp_path / "models"
+    assert defaults.ensure_default_checkpoint(root, arch="micro") == defaults.DEFAULT_CHECKPOINT
+    assert made == [(root / "checkpoints" / defaults.DEFAULT_CHECKPOINT, "micro")]
+    assert defaults.ensure_default_checkpoint(root, arch="micro") == defaults.DEFAULT_CHECKPOINT
+    assert len(made) == 1
+    other = tmp_path / "other"
+    touch(other / "checkpoints" / "mine.safetensors")
+    assert defaults.ensure_default_checkpoint(other) is None and len(made) == 1

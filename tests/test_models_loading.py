@@ -162,3 +162,19 @@ def test_diffusers_folder_loads_offline(micro: Path, tmp_path: Path) -> None:
     assert loaded.tokenizers[0]("a photo of a cat").input_ids == [49406, 320, 1125, 539, 320, 2368, 49407]
     with pytest.raises(CheckpointError, match="model_index.json"):
         load_diffusers_folder(tmp_path, dtype=torch.float32)
+
+
+def test_micro_sd2_loads_open_clip_h_layout_with_gelu_and_zero_padding(tmp_path: Path) -> None:
+    path = make_checkpoint(tmp_path / "sd2.safetensors", "micro_sd2", seed=3)
+    c = load_components(path, dtype=torch.float32)
+    assert c.detected.arch == "sd2" and c.detected.prediction == "eps"
+    encoder = c.text_encoders[0]
+    assert type(encoder).__name__ == "CLIPTextModel" and encoder.config.hidden_act == "gelu"
+    assert encoder.config.num_hidden_layers == 2  # every layer kept; the encode step picks the penultimate
+    assert c.unet.config.use_linear_projection and c.unet.config.upcast_attention
+    ids = c.tokenizers[0]("a cat", padding="max_length", max_length=77, return_tensors="pt").input_ids
+    assert ids[0, -1] == 0
+    with torch.no_grad():
+        hidden = encoder(ids).last_hidden_state
+        eps = c.unet(torch.randn(1, 4, 8, 8), 10, encoder_hidden_states=hidden).sample
+    assert torch.isfinite(eps).all()

@@ -147,6 +147,10 @@ class ModelLibrary:
                 return candidate
         raise ModelNotFound(kind.name, name, self.list(kind.name))
 
+    def embedding_names(self) -> list[str]:
+        """Embedding names without their extension, as ComfyUI's ``GET /embeddings`` lists them."""
+        return sorted({name.rsplit(".", 1)[0] for name in self.list("embeddings")})
+
     def embedding_dirs(self) -> tuple[str, ...]:
         """The embeddings folders (for ``Clip.embedding_dirs`` and ``embedding:name`` lookups)."""
         return tuple(str(root) for root in self._roots["embeddings"])
