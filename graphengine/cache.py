@@ -27,6 +27,7 @@ Entries in use by a running prompt are pinned by the executor, so eviction never
 from __future__ import annotations
 
 import hashlib
+import marshal
 import os
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -293,35 +294,35 @@ def measure_nbytes(value: Any, limit: int = 100_000) -> int:
 # --- signatures ---
 
 
-def canonical(value: Any, limit: int = 10_000) -> bool:
-    """Whether ``value`` is plain data whose ``repr`` identifies it (JSON-like values only)."""
-    kind = type(value)
-    if kind is str or kind is int or kind is float or kind is bool or value is None or kind is bytes:
-        return True
-    stack = [value]
-    seen = 0
-    while stack:
-        item = stack.pop()
-        seen += 1
-        if seen > limit:
-            return False
-        kind = type(item)
-        if kind is str or kind is int or kind is float or kind is bool or item is None or kind is bytes:
-            continue
-        if kind is list or kind is tuple:
-            stack.extend(item)
-        elif kind is dict:
-            for key in item:
-                if type(key) is not str:
-                    return False
-            stack.extend(item.values())
-        else:
-            return False
-    return True
-
-
 def _overrides(node_class: type[Node], name: str) -> bool:
     return getattr(getattr(node_class, name), "__func__", None) is not getattr(Node, name).__func__
+
+
+def _digest(
+    node_class: type[Node],
+    node_id: str | None,
+    fingerprint: Any,
+    literals: Mapping[str, Any],
+    links: Mapping[str, Any],
+    parents: tuple[bytes, ...],
+) -> Signature | None:
+    """blake2b over a canonical encoding: ``marshal`` format 2 (no back-references, so equal values
+    always encode equally; int, float and bool encode differently). Values that marshal cannot
+    encode (arbitrary objects) give no signature: never cached rather than wrongly cached."""
+    payload = (
+        node_class.class_type,
+        node_class.version,
+        node_id,
+        fingerprint,
+        tuple(literals.items()),
+        tuple([(name, link[1]) for name, link in links.items()]),
+        parents,
+    )
+    try:
+        encoded = marshal.dumps(payload, 2)
+    except (ValueError, TypeError):
+        return None
+    return hashlib.blake2b(encoded, digest_size=20).digest()
 
 
 class Signatures:
@@ -365,7 +366,7 @@ class Signatures:
                     fingerprint = node_class.fingerprint(node.literals, env)
                 except Exception:  # ComfyUI: a failing IS_CHANGED means "changed"
                     fingerprint = NEVER_CACHE
-                if fingerprint is NEVER_CACHE or not canonical(fingerprint):
+                if fingerprint is NEVER_CACHE:
                     result[node_id] = None
                     continue
             links = node.links
@@ -390,21 +391,10 @@ class Signatures:
             ):
                 signature = old[5]
             else:
-                if not all(canonical(v) for v in literals.values()):
+                signature = _digest(node_class, node_id if per_id else None, fingerprint, literals, links, parents)
+                if signature is None:
                     result[node_id] = None
                     continue
-                payload = (
-                    node_class.class_type,
-                    node_class.version,
-                    node_id if per_id else None,
-                    fingerprint,
-                    tuple(literals.items()),
-                    tuple([(name, link.output) for name, link in links.items()]),
-                )
-                digest = hashlib.blake2b(repr(payload).encode(), digest_size=20)
-                for parent in parents:
-                    digest.update(parent)
-                signature = digest.digest()
                 hashed += 1
             memo[node_id] = (node_class, literal_key, parents, links, fingerprint, signature)
             result[node_id] = signature

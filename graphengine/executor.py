@@ -252,9 +252,11 @@ class Executor:
         self._class_info: dict[type[Node], _ClassInfo] = {}
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
-        self.background_pool = background_pool or self._default_pool
+        self._pool_factory = background_pool  # None: a small pool of our own, made on first use
 
-    def _default_pool(self) -> ThreadPoolExecutor:
+    def background_pool(self) -> ThreadPoolExecutor:
+        if self._pool_factory is not None:
+            return self._pool_factory()
         with self._pool_lock:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="graphengine-background")
@@ -392,6 +394,31 @@ class Executor:
         requested sources that must run first."""
         node_class = node.node_class
         info = self.class_info(node_class)
+        # Fast path: every input is a single value (no lists, no lazy inputs): one call.
+        kwargs = dict(node.literals)
+        single = not info.input_is_list and not info.lazy
+        if single:
+            for name, link in node.links.items():
+                produced = values.get(link[0])
+                if produced is None:
+                    single = False
+                    break
+                value = produced[link[1]]
+                if len(value) != 1:
+                    single = False
+                    break
+                kwargs[name] = value[0]
+        ctx = _Context(state, node.id, node_class.class_type)
+        if single:
+            try:
+                result = node_class.model_construct(**kwargs).run(ctx)
+            except Interrupted:
+                raise
+            except Exception as exc:
+                raise _NodeFailure(node, exc, {name: [value] for name, value in kwargs.items()}) from exc
+            state.last_ui = _merge_one(node, info, result, values)
+            return None
+
         inputs: dict[str, list[Any]] = {name: [value] for name, value in node.literals.items()}
         lazy_missing: dict[str, Any] = {}
         for name, link in node.links.items():
@@ -402,13 +429,12 @@ class Executor:
                     continue
                 raise RuntimeError(f"input {name!r} of node {node.id} is not available")  # a planning bug
             inputs[name] = produced[link.output]
-        ctx = _Context(state, node.id, node_class.class_type)
         try:
             if info.input_is_list:
                 calls = [inputs]
             else:
                 calls = _map_over_list(inputs)
-            instances = [node_class.model_construct(**kwargs) for kwargs in calls]
+            instances = [node_class.model_construct(**kw) for kw in calls]
             if info.lazy:
                 wanted = set()
                 for instance in instances:
@@ -505,6 +531,23 @@ def _map_over_list(inputs: dict[str, list[Any]]) -> list[dict[str, Any]]:
     return [
         {name: values[i] if i < len(values) else values[-1] for name, values in inputs.items()} for i in range(length)
     ]
+
+
+def _merge_one(
+    node: CheckedNode, info: _ClassInfo, result: Any, values: dict[str, tuple[list[Any], ...]]
+) -> dict[str, Any] | None:
+    """``_merge`` for the common single call."""
+    if not isinstance(result, NodeOutputs):
+        return _merge(node, info, [result], values)
+    if info.any_list_output:
+        values[node.id] = tuple(
+            list(getattr(result, name)) if is_list else [getattr(result, name)]
+            for name, is_list in zip(info.output_fields, info.output_is_list)
+        )
+    else:
+        values[node.id] = tuple([[getattr(result, name)] for name in info.output_fields])
+    ui = result.ui
+    return {key: list(items) for key, items in ui.items()} if ui is not None else None
 
 
 def _merge(

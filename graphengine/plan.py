@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import networkx as nx
@@ -36,16 +35,42 @@ class CycleError(ValueError):
         super().__init__("Dependency cycle detected: " + " -> ".join([*cycle, cycle[0]]))
 
 
-@dataclass(frozen=True, eq=False)
 class Plan:
-    """What the executor needs to know about the graph's shape."""
+    """What the executor needs to know about the graph's shape.
 
-    graph: nx.DiGraph
-    order: tuple[str, ...]  # every node, sources before consumers
-    index: dict[str, int]  # node id → position in ``order``
-    strong_sources: dict[str, tuple[str, ...]]  # sources reached through non-lazy links
-    lazy_links: dict[str, dict[str, Link]]  # node id → {input name: link} for its lazy inputs
-    outputs: tuple[str, ...]
+    ``graph`` is the networkx view of the same structure (edges source → consumer), built on first
+    use: ordering runs a lean Kahn loop over plain dicts so that planning stays within the engine's
+    per-node budget; networkx serves cycle reports and anything that wants to analyse the graph.
+    """
+
+    __slots__ = ("order", "index", "sources", "consumers", "strong_sources", "lazy_links", "outputs", "_graph")
+
+    def __init__(
+        self,
+        order: tuple[str, ...],
+        sources: dict[str, tuple[str, ...]],
+        consumers: dict[str, list[str]],
+        strong_sources: dict[str, tuple[str, ...]],
+        lazy_links: dict[str, dict[str, Link]],
+        outputs: tuple[str, ...],
+    ):
+        self.order = order  # every node, sources before consumers
+        self.index = {node_id: i for i, node_id in enumerate(order)}
+        self.sources = sources  # node id → distinct source ids
+        self.consumers = consumers  # node id → distinct consumer ids
+        self.strong_sources = strong_sources  # sources reached through non-lazy links
+        self.lazy_links = lazy_links  # node id → {input name: link} for its lazy inputs
+        self.outputs = outputs
+        self._graph: nx.DiGraph | None = None
+
+    @property
+    def graph(self) -> nx.DiGraph:
+        if self._graph is None:
+            graph = nx.DiGraph()
+            graph.add_nodes_from(self.order)
+            graph.add_edges_from((s, n) for n, sources in self.sources.items() for s in sources)
+            self._graph = graph
+        return self._graph
 
     def __len__(self) -> int:
         return len(self.order)
@@ -53,9 +78,12 @@ class Plan:
 
 def structure_key(validated: ValidatedPrompt) -> tuple[Any, ...]:
     """Everything a plan depends on: node ids, classes, links and outputs (not literal values)."""
+    nodes = validated.nodes.values()
     return (
         validated.outputs,
-        tuple((node_id, node.node_class, tuple(node.links.items())) for node_id, node in validated.nodes.items()),
+        tuple(validated.nodes),
+        tuple([node.node_class for node in nodes]),
+        tuple([node.links for node in nodes]),  # dicts validation made and never changes: compared by value
     )
 
 
@@ -80,54 +108,61 @@ class Planner:
 
 def build_plan(nodes: dict[str, CheckedNode], outputs: Sequence[str]) -> Plan:
     """Plan the given nodes (in discovery order, sources first) for the given outputs."""
-    graph = nx.DiGraph()
-    graph.add_nodes_from(nodes)
-    edges = []
+    sources: dict[str, tuple[str, ...]] = {}
+    consumers: dict[str, list[str]] = {node_id: [] for node_id in nodes}
     strong_sources: dict[str, tuple[str, ...]] = {}
     lazy_links: dict[str, dict[str, Link]] = {}
+    lazy_by_class: dict[type, frozenset[str]] = {}
     for node_id, node in nodes.items():
-        lazy_names = _lazy_names(node)
+        links = node.links
+        if not links:
+            sources[node_id] = strong_sources[node_id] = ()
+            continue
+        lazy_names = lazy_by_class.get(node.node_class)
+        if lazy_names is None:
+            lazy_names = lazy_by_class[node.node_class] = _lazy_names(node)
+        distinct: list[str] = []
         strong: list[str] = []
         lazy: dict[str, Link] = {}
-        for name, link in node.links.items():
-            edges.append((link.node_id, node_id))
+        for name, link in links.items():
+            source = link[0]
+            if source not in distinct:
+                distinct.append(source)
+                consumers[source].append(node_id)
             if name in lazy_names:
                 lazy[name] = link
-            elif link.node_id not in strong:
-                strong.append(link.node_id)
+            elif source not in strong:
+                strong.append(source)
+        sources[node_id] = tuple(distinct)
         strong_sources[node_id] = tuple(strong)
         if lazy:
             lazy_links[node_id] = lazy
-    graph.add_edges_from(edges)
-    order = ordered(graph, nodes, outputs)
-    return Plan(
-        graph=graph,
-        order=tuple(order),
-        index={node_id: i for i, node_id in enumerate(order)},
-        strong_sources=strong_sources,
-        lazy_links=lazy_links,
-        outputs=tuple(outputs),
-    )
+    order = ordered(nodes, sources, consumers, outputs)
+    return Plan(tuple(order), sources, consumers, strong_sources, lazy_links, tuple(outputs))
 
 
-def ordered(graph: nx.DiGraph, discovery: Iterable[str], outputs: Sequence[str]) -> list[str]:
-    """Kahn's algorithm over the networkx graph, picking among ready nodes by ComfyUI's heuristic."""
-    succ = graph.succ
-    pred = graph.pred
-    priority = dict.fromkeys(graph, PRIORITY_OTHER)
+def ordered(
+    discovery: Iterable[str],
+    sources: dict[str, tuple[str, ...]],
+    consumers: dict[str, list[str]],
+    outputs: Sequence[str],
+) -> list[str]:
+    """Kahn's algorithm, picking among ready nodes by ComfyUI's heuristic (outputs, then nodes one
+    and two hops from an output, then discovery order)."""
+    priority = dict.fromkeys(sources, PRIORITY_OTHER)
     for output in outputs:
         priority[output] = PRIORITY_OUTPUT
     for output in outputs:
-        for source in pred[output]:
+        for source in sources[output]:
             if priority[source] > PRIORITY_FEEDS_OUTPUT:
                 priority[source] = PRIORITY_FEEDS_OUTPUT
     for node_id, level in list(priority.items()):
         if level == PRIORITY_FEEDS_OUTPUT:
-            for source in pred[node_id]:
+            for source in sources[node_id]:
                 if priority[source] > PRIORITY_TWO_HOPS:
                     priority[source] = PRIORITY_TWO_HOPS
     rank = {node_id: i for i, node_id in enumerate(discovery)}
-    blocked = {node_id: len(pred[node_id]) for node_id in graph}
+    blocked = {node_id: len(s) for node_id, s in sources.items()}
     ready = [(priority[n], rank[n], n) for n, count in blocked.items() if count == 0]
     heapq.heapify(ready)
     order: list[str] = []
@@ -135,13 +170,14 @@ def ordered(graph: nx.DiGraph, discovery: Iterable[str], outputs: Sequence[str])
     while ready:
         node_id = pop(ready)[2]
         order.append(node_id)
-        for consumer in succ[node_id]:
+        for consumer in consumers[node_id]:
             remaining = blocked[consumer] - 1
             blocked[consumer] = remaining
             if remaining == 0:
                 push(ready, (priority[consumer], rank[consumer], consumer))
     if len(order) != len(blocked):
-        raise CycleError(describe_cycle(graph.edges, order=list(rank)))
+        edges = [(s, n) for n, srcs in sources.items() for s in srcs]
+        raise CycleError(describe_cycle(edges, order=list(rank)))
     return order
 
 

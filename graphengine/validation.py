@@ -36,11 +36,10 @@ from graphengine.environment import Environment
 from graphengine.errors import NodeError, WorkflowInvalid
 from graphengine.node import ANY_TYPE, InputInfo, Node, combo_values, input_config
 from graphengine.registry import NodeRegistry
-from graphengine.workflow import InvalidValue, Link, Workflow, invalid_prompt, parse_workflow
+from graphengine.workflow import InvalidValue, Link, Workflow, invalid_prompt, parse_value, parse_workflow
 
 K_INT, K_FLOAT, K_STRING, K_BOOL, K_COMBO, K_ANY, K_SOCKET, K_UNION = range(8)
 _PRIMITIVE_KINDS = {"INT": K_INT, "FLOAT": K_FLOAT, "STRING": K_STRING, "BOOLEAN": K_BOOL}
-_MISSING = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +168,7 @@ class Validator:
         self.registry = registry
         self.env = env
         self._rules: dict[type[Node], ClassRules] = {}
+        self.class_map: dict[str, type[Node]] = dict(registry.items())
 
     def class_rules(self, node_class: type[Node]) -> ClassRules:
         rules = self._rules.get(node_class)
@@ -200,7 +200,7 @@ class _Run:
 
     def validate(self, partial_execution_targets: Iterable[Any] | None) -> ValidatedPrompt:
         nodes = self.workflow.nodes
-        registry = self.validator.registry
+        registry = self.validator.class_map
         classes = self.classes
         for node_id, wnode in nodes.items():
             node_class = registry.get(wnode.class_type)
@@ -248,8 +248,12 @@ class _Run:
                     "node_errors": node_errors,
                 }
             )
-        needed = self._upstream(good)
-        ordered = {node_id: self.checked[node_id] for node_id in order if node_id in needed}
+        checked = self.checked
+        if bad:
+            needed = self._upstream(good)
+            ordered = {node_id: checked[node_id] for node_id in order if node_id in needed}
+        else:
+            ordered = {node_id: checked[node_id] for node_id in order}
         return ValidatedPrompt(workflow=self.workflow, nodes=ordered, outputs=tuple(good), node_errors=node_errors)
 
     def _traverse(self, outputs: list[str]) -> tuple[dict[str, bool], list[str]]:
@@ -356,48 +360,62 @@ class _Run:
     def _check(self, node_id: str) -> None:
         wnode = self.workflow.nodes[node_id]
         node_class = self.classes[node_id]
-        class_rules = self.validator.class_rules(node_class)
-        inputs = wnode.inputs
-        nodes = self.workflow.nodes
+        validator = self.validator
+        class_rules = validator._rules.get(node_class) or validator.class_rules(node_class)
+        inputs = wnode.raw_inputs
         classes = self.classes
         literals: dict[str, Any] = {}
         links: dict[str, Link] = {}
         sources: list[str] = []
         errors: list[NodeError] = []
         for rule in class_rules.rules:
-            value = inputs.get(rule.name, _MISSING)
-            if value is None or value is _MISSING:
+            name = rule.name
+            value = inputs.get(name)
+            if value is None:
                 if rule.required:
                     errors.append(
-                        NodeError("required_input_missing", "Required input is missing", rule.name, {"input_name": rule.name})
+                        NodeError("required_input_missing", "Required input is missing", name, {"input_name": name})
                     )
                 continue
             kind = type(value)
-            if kind is Link:
-                source_class = classes.get(value.node_id)
-                if source_class is None:
-                    errors.append(self._bad_link(rule, value, f"node '{value.node_id}' does not exist"))
+            if kind is str:
+                if rule.kind == K_STRING:  # the common case, inline
+                    literals[name] = value
                     continue
-                sockets = self.validator.class_rules(source_class).output_sockets
-                if value.output >= len(sockets):
+            elif kind is list and len(value) == 2 and type(value[0]) is str and type(value[1]) is int and value[1] >= 0:
+                value = Link(value)  # the link rule's common case, inline (parse_value is the rule)
+                kind = Link
+            elif kind is not int and kind is not float and kind is not bool:
+                value = parse_value(value)
+                kind = type(value)
+            if kind is Link:
+                source_id, slot = value
+                source_class = classes.get(source_id)
+                if source_class is None:
+                    errors.append(self._bad_link(rule, value, f"node '{source_id}' does not exist"))
+                    continue
+                source_rules = validator._rules.get(source_class) or validator.class_rules(source_class)
+                sockets = source_rules.output_sockets
+                if slot >= len(sockets):
                     errors.append(
                         self._bad_link(
                             rule,
                             value,
-                            f"node '{value.node_id}' ({nodes[value.node_id].class_type}) has "
-                            f"{len(sockets)} output(s); output {value.output} does not exist",
+                            f"node '{source_id}' ({self.workflow.nodes[source_id].class_type}) has "
+                            f"{len(sockets)} output(s); output {slot} does not exist",
                         )
                     )
                     continue
-                received = sockets[value.output]
-                if not types_match(received, rule.socket):
+                received = sockets[slot]
+                expected = rule.socket
+                if received != expected and not types_match(received, expected):
                     errors.append(
                         NodeError(
                             "return_type_mismatch",
                             "Return type mismatch between linked nodes",
-                            f"{rule.name}, received_type({received}) mismatch input_type({rule.socket})",
+                            f"{name}, received_type({received}) mismatch input_type({expected})",
                             {
-                                "input_name": rule.name,
+                                "input_name": name,
                                 "input_config": input_config(rule.info, self.env),
                                 "received_type": received,
                                 "linked_node": value.to_json(),
@@ -405,9 +423,9 @@ class _Run:
                         )
                     )
                     continue
-                links[rule.name] = value
-                if value.node_id not in sources:
-                    sources.append(value.node_id)
+                links[name] = value
+                if source_id not in sources:
+                    sources.append(source_id)
                 continue
             if kind is InvalidValue:
                 if value.kind == "bad_linked_input":

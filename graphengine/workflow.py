@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 from graphengine.errors import WorkflowInvalid
 
@@ -38,14 +38,25 @@ MAX_PROMPT_BYTES = 64 * 1024 * 1024
 """Largest workflow JSON text ``load_prompt_text`` accepts."""
 
 
-class Link(NamedTuple):
-    """An edge: the input takes output ``output`` of node ``node_id``."""
+class Link(tuple):
+    """An edge: the input takes output ``output`` of node ``node_id``. Built as ``Link((id, index))``
+    (a plain tuple underneath, so building one costs what building a tuple costs)."""
 
-    node_id: str
-    output: int
+    __slots__ = ()
+
+    @property
+    def node_id(self) -> str:
+        return self[0]
+
+    @property
+    def output(self) -> int:
+        return self[1]
 
     def to_json(self) -> list[Any]:
-        return [self.node_id, self.output]
+        return [self[0], self[1]]
+
+    def __repr__(self) -> str:
+        return f"Link({self[0]!r}, {self[1]!r})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,18 +68,26 @@ class InvalidValue:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, eq=False)
 class WorkflowNode:
-    """One node: its class, and per input either a ``Link``, an ``InvalidValue`` or a literal."""
+    """One node: its class and its raw input values as submitted.
+
+    ``inputs`` gives the parsed view (per input a ``Link``, an ``InvalidValue`` or the literal);
+    validation classifies the values it needs itself with the same rule (``parse_value``).
+    """
 
     id: str
     class_type: str
-    inputs: dict[str, Any]
+    raw_inputs: Mapping[str, Any]
     title: str | None
     raw: Mapping[str, Any]  # the node's JSON object as submitted (for the history prompt copy)
 
+    @property
+    def inputs(self) -> dict[str, Any]:
+        return {name: parse_value(value) for name, value in self.raw_inputs.items()}
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True, eq=False)
 class Workflow:
     """A parsed API-format workflow; ``nodes`` keeps the submitted order."""
 
@@ -99,7 +118,7 @@ def load_prompt_text(text: str | bytes) -> Any:
 
 def parse_workflow(data: Any) -> Workflow:
     """Parse an API-format prompt (already decoded from JSON) into a ``Workflow``."""
-    if not isinstance(data, Mapping):
+    if type(data) is not dict and not isinstance(data, Mapping):
         raise invalid_prompt(
             "The prompt must be a JSON object mapping node ids to nodes",
             f"got {_json_type(data)}",
@@ -109,7 +128,7 @@ def parse_workflow(data: Any) -> Workflow:
         node_id = raw_id if type(raw_id) is str else _node_id(raw_id)
         if node_id is None:
             raise invalid_prompt("Node ids must be strings", f"Node ID {raw_id!r}")
-        if not isinstance(raw_node, Mapping):
+        if type(raw_node) is not dict and not isinstance(raw_node, Mapping):
             raise invalid_prompt(
                 f"Cannot execute because node #{node_id} is not an object", f"Node ID '#{node_id}'"
             )
@@ -122,15 +141,16 @@ def parse_workflow(data: Any) -> Workflow:
             raise invalid_prompt(
                 f"Cannot execute because node {class_type!r} does not exist.", f"Node ID '#{node_id}'"
             )
-        raw_inputs = raw_node.get("inputs", {})
+        raw_inputs = raw_node.get("inputs")
         if raw_inputs is None:
             raw_inputs = {}
-        if not isinstance(raw_inputs, Mapping):
+        elif type(raw_inputs) is not dict and not isinstance(raw_inputs, Mapping):
             raise invalid_prompt(
                 f"Cannot execute because the inputs of node #{node_id} are not an object", f"Node ID '#{node_id}'"
             )
-        inputs = {name: parse_value(value) for name, value in raw_inputs.items()}
-        nodes[node_id] = WorkflowNode(node_id, class_type, inputs, _title(raw_node), raw_node)
+        meta = raw_node.get("_meta")
+        title = _title(meta) if meta is not None else None
+        nodes[node_id] = WorkflowNode(node_id, class_type, raw_inputs, title, raw_node)
     return Workflow(nodes)
 
 
@@ -162,7 +182,7 @@ def _parse_link(value: list[Any] | tuple[Any, ...]) -> Link | InvalidValue:
         return InvalidValue(value, "bad_linked_input", f"the source node id {source!r} is not a string")
     if type(output) is not int or output < 0:
         return InvalidValue(value, "bad_linked_input", f"the output index {output!r} is not a non-negative integer")
-    return Link(source_id, output)
+    return Link((source_id, output))
 
 
 def _node_id(value: Any) -> str | None:
@@ -197,8 +217,7 @@ def literal_problem(value: Any) -> str | None:
     return None
 
 
-def _title(raw_node: Mapping[str, Any]) -> str | None:
-    meta = raw_node.get("_meta")
+def _title(meta: Any) -> str | None:
     if isinstance(meta, Mapping):
         title = meta.get("title")
         if isinstance(title, str):

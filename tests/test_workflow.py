@@ -18,9 +18,9 @@ from graphengine.workflow import (
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
-        (["4", 0], Link("4", 0)),
-        (("4", 2), Link("4", 2)),
-        ([4, 1], Link("4", 1)),  # int ids are read as their decimal string
+        (["4", 0], Link(("4", 0))),
+        (("4", 2), Link(("4", 2))),
+        ([4, 1], Link(("4", 1))),  # int ids are read as their decimal string
     ],
 )
 def test_two_element_lists_of_id_and_index_are_links(value, expected):
@@ -79,7 +79,7 @@ def test_parse_keeps_order_title_and_inputs():
     )
     assert list(workflow.nodes) == ["9", "3"]
     assert workflow.nodes["9"].title == "Show"
-    assert workflow.nodes["9"].inputs == {"source": Link("3", 0)}
+    assert workflow.nodes["9"].inputs == {"source": Link(("3", 0))}
     assert workflow.nodes["3"].title is None
 
 
