@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     root = tmp_path_factory.mktemp("sdapi")
     models = make_models(root / "models", lora=True)
-    with pipeline_server(root, models) as live:
+    with pipeline_server(root, models, preview_method="latent2rgb") as live:
         yield live
 
 
@@ -171,12 +171,43 @@ def test_progress_and_interrupt_during_a_job(server: LiveServer, client: httpx.C
         time.sleep(0.05)
     assert seen, "no progress reported while the job ran"
     assert 0 < seen["progress"] < 1 and seen["state"]["sampling_steps"] == 60
+    for _ in range(100):  # previews are on: the current image shows up while sampling
+        current = client.get("/sdapi/v1/progress").json()["current_image"]
+        if current:
+            decode_png(current)
+            break
+        time.sleep(0.02)
+    else:
+        pytest.fail("no current_image while previews are on")
+    assert client.get("/sdapi/v1/progress", params={"skip_current_image": "true"}).json()["current_image"] is None
     assert client.post("/sdapi/v1/interrupt").json() == {}
     thread.join(60)
     response = result["response"]
     assert response.status_code == 200
     assert len(response.json()["images"]) < 3  # the remaining iterations were not run
     assert client.get("/sdapi/v1/progress").json()["state"]["job_count"] == 0
+
+
+def test_skip_abandons_only_the_running_iteration(server: LiveServer, client: httpx.Client) -> None:
+    result: dict[str, Any] = {}
+    body = bodies.webuiapi_txt2img(steps=60, n_iter=2, seed=50) | {"sampler_name": "Euler"}
+
+    def run() -> None:
+        with httpx.Client(base_url=server.base, timeout=120) as other:
+            result["response"] = other.post("/sdapi/v1/txt2img", json=body)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        progress = client.get("/sdapi/v1/progress", params={"skip_current_image": "true"}).json()
+        if progress["state"]["job_no"] == 0 and progress["state"]["sampling_step"] > 0:
+            break
+        time.sleep(0.05)
+    assert client.post("/sdapi/v1/skip").json() == {}
+    thread.join(120)
+    answer = result["response"].json()
+    assert len(answer["images"]) == 1 and info_of(answer)["all_seeds"] == [51]  # iteration 2 still ran
 
 
 BAD_BODIES = [
