@@ -17,7 +17,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 from starlette.concurrency import run_in_threadpool
 
 from graphengine.downstream.addresses import AddressRefused, check_url, normalize_url
@@ -123,6 +122,8 @@ class DownstreamRegistry:
 
     async def check(self, server: DownstreamServer) -> bool:
         """Probe one server now; updates and returns its health."""
+        import httpx  # imported on first use: keeps server start-up fast
+
         try:
             await run_in_threadpool(check_url, server.url, allow_link_local=self.allow_link_local)
             async with httpx.AsyncClient(timeout=self.check_timeout, trust_env=False, follow_redirects=False) as client:
@@ -166,6 +167,8 @@ class DownstreamRegistry:
     async def post(self, path: str, body: dict[str, Any], *, attempts: int = 2) -> DownstreamAnswer:
         """POST ``body`` as JSON to ``<server>/<path>`` on the least-loaded healthy server, retrying a
         failure once on another one. Raises ``DownstreamUnavailable`` when no attempt got an answer."""
+        import httpx
+
         tried: set[str] = set()
         failures: list[str] = []
         for _ in range(attempts):
