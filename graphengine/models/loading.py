@@ -160,22 +160,32 @@ def load_components(
     path: Path,
     *,
     dtype: torch.dtype,
+    vae_dtype: torch.dtype | None = None,
     allow_pickle: bool | None = None,
     parts: tuple[str, ...] = ("unet", "vae", "text"),
 ) -> Components:
-    """Load a single-file checkpoint's UNet, VAE and text encoders (those named in ``parts``)."""
+    """Load a single-file checkpoint's UNet, VAE and text encoders (those named in ``parts``).
+
+    ``dtype`` is the UNet's and text encoders' storage dtype, ``vae_dtype`` the VAE's (default: ``dtype``).
+    """
     path = Path(path)
+    vae_dtype = vae_dtype or dtype
     if path.is_dir():
-        return load_diffusers_folder(path, dtype=dtype, parts=parts)
+        return load_diffusers_folder(path, dtype=dtype, vae_dtype=vae_dtype, parts=parts)
     detected = inspect_file(path, allow_pickle=allow_pickle, require=parts)
-    state = _cast(load_state_dict(path, allow_pickle=allow_pickle), dtype)
+    raw = load_state_dict(path, allow_pickle=allow_pickle)
+    vae_prefix = detected.vae_prefix
+    vae_state = {k: v for k, v in raw.items() if vae_prefix is not None and k.startswith(vae_prefix)} if "vae" in parts else {}
+    state = _cast({k: v for k, v in raw.items() if k not in vae_state}, dtype)
+    del raw
     fam = detected.family
     unet, names = (None, {})
     if "unet" in parts and detected.unet is not None:
         unet, names = build_unet(detected, state, path)
     vae = None
     if "vae" in parts and detected.vae is not None:
-        vae = build_vae(detected.vae, fam.latent_format.scale_factor, state, path)
+        vae = build_vae(detected.vae, fam.latent_format.scale_factor, _cast(vae_state, vae_dtype), path)
+        del vae_state
     encoders: tuple[Any, ...] = ()
     tokenizers: tuple[Any, ...] = ()
     if "text" in parts:
@@ -220,7 +230,9 @@ def _load_diffusers_vae_weights(path: Path, shapes: Mapping[str, tuple[int, ...]
     return _build(AutoencoderKL, config, state, "VAE", path)
 
 
-def load_diffusers_folder(folder: Path, *, dtype: torch.dtype, parts: tuple[str, ...] = ("unet", "vae", "text")) -> Components:
+def load_diffusers_folder(
+    folder: Path, *, dtype: torch.dtype, vae_dtype: torch.dtype | None = None, parts: tuple[str, ...] = ("unet", "vae", "text")
+) -> Components:
     """A diffusers pipeline folder (``model_index.json``) → components, from local files only."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
@@ -235,9 +247,9 @@ def load_diffusers_folder(folder: Path, *, dtype: torch.dtype, parts: tuple[str,
     fam_name = "sdxl" if "text_encoder_2" in index and "text_encoder" in index else ("sdxl_refiner" if "text_encoder_2" in index else "sd15")
     unet = vae = None
 
-    def load(component: str, loader: Callable[..., Any]) -> Any:
+    def load(component: str, loader: Callable[..., Any], torch_dtype: torch.dtype = dtype) -> Any:
         try:
-            return loader(folder / component, torch_dtype=dtype, local_files_only=True, use_safetensors=True)
+            return loader(folder / component, torch_dtype=torch_dtype, local_files_only=True, use_safetensors=True)
         except Exception as exc:
             raise CheckpointError(folder, f"cannot load diffusers component {component}: {exc}") from exc
 
@@ -247,7 +259,7 @@ def load_diffusers_folder(folder: Path, *, dtype: torch.dtype, parts: tuple[str,
         if fam_name == "sd15" and context == 1024:
             fam_name = "sd2"
     if "vae" in parts:
-        vae = load("vae", AutoencoderKL.from_pretrained)
+        vae = load("vae", AutoencoderKL.from_pretrained, vae_dtype or dtype)
     fam: Family = family(fam_name)
     encoders: list[Any] = []
     tokenizers: list[Any] = []

@@ -36,6 +36,7 @@ import torch
 from graphengine.models import lora as lora_mod
 from graphengine.models.families import discrete_sigmas
 from graphengine.models.loading import Components, load_components, load_vae_file
+from graphengine.models.safetensors_io import CheckpointError
 from nodes.sockets import Clip, LatentFormat, Model, ModelSampling, Vae
 
 logger = logging.getLogger(__name__)
@@ -95,6 +96,10 @@ class ModelManager:
         if dtype not in DTYPES:
             raise ValueError(f"unknown model dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
         self.dtype = DTYPES[dtype] if self.device.type == "cuda" else torch.float32
+        # The SD/SDXL VAE overflows in fp16; like ComfyUI, decode in bf16 where the GPU has it, else fp32.
+        self.vae_dtype = torch.float32
+        if self.device.type == "cuda" and torch.cuda.is_bf16_supported():  # GPU path
+            self.vae_dtype = torch.bfloat16
         self.ram_budget = ram_budget if ram_budget is not None else int(_total_ram() * 0.5)
         self.vram_budget = vram_budget if vram_budget is not None else self._default_vram_budget()
         if compile_unet is None:
@@ -167,7 +172,7 @@ class ModelManager:
         path = Path(path)
 
         def build() -> tuple[tuple[Model, Clip, Vae], int]:
-            components = load_components(path, dtype=self.dtype, allow_pickle=allow_pickle)
+            components = load_components(path, dtype=self.dtype, vae_dtype=self.vae_dtype, allow_pickle=allow_pickle)
             values = self._wrap(components)
             nbytes = sum(_module_bytes(m) for m in (components.unet, components.vae, *components.text_encoders) if m is not None)
             return values, nbytes
@@ -186,7 +191,7 @@ class ModelManager:
         def build() -> tuple[Model, int]:
             components = load_components(path, dtype=self.dtype, allow_pickle=allow_pickle, parts=("unet",))
             if components.unet is None:
-                raise lora_mod.CheckpointError(path, "no UNet found in this file")
+                raise CheckpointError(path, "no UNet found in this file")
             model = self._model(components)
             if storage is not None:
                 self._store_low_precision(components.unet, storage)
@@ -199,7 +204,7 @@ class ModelManager:
         path = Path(path)
 
         def build() -> tuple[Vae, int]:
-            autoencoder = load_vae_file(path, dtype=self.dtype, scaling_factor=scaling_factor, allow_pickle=allow_pickle)
+            autoencoder = load_vae_file(path, dtype=self.vae_dtype, scaling_factor=scaling_factor, allow_pickle=allow_pickle)
             from graphengine.models.families import family
 
             fmt = family("sdxl" if scaling_factor == 0.13025 else "sd15").latent_format
@@ -234,7 +239,7 @@ class ModelManager:
             source=parsed.path.name,
         )
         if not unet_patches and not text_patches and (strength_model or strength_clip) and unmatched:
-            raise lora_mod.CheckpointError(
+            raise CheckpointError(
                 parsed.path, f"no layer of this LoRA matches the model (e.g. {', '.join(unmatched[:3])}); wrong base model?"
             )
         new_model, new_clip = model, clip
@@ -267,7 +272,7 @@ class ModelManager:
         detected = components.detected
         fmt: LatentFormat = detected.family.latent_format
         if components.unet is None or components.vae is None or not components.text_encoders:
-            raise lora_mod.CheckpointError(components.path, "checkpoint lacks a UNet, VAE or text encoder")
+            raise CheckpointError(components.path, "checkpoint lacks a UNet, VAE or text encoder")
         model = self._model(components)
         clip = Clip(
             encoders=components.text_encoders,
@@ -432,9 +437,14 @@ class ModelManager:
                     f"a {need / 1e9:.1f} GB model does not fit in GPU memory even after offloading every other model"
                 ) from exc
         self._resident[key] = (module, need)
-        if self.compile_unet and hasattr(module, "config") and hasattr(module.config, "cross_attention_dim"):
-            # GPU path, optional (GRAPHENGINE_COMPILE=1): compile the UNet's forward in place.
+        if (
+            self.compile_unet
+            and hasattr(getattr(module, "config", None), "cross_attention_dim")
+            and not getattr(module, "_graphengine_compiled", False)
+        ):
+            # GPU path, optional (GRAPHENGINE_COMPILE=1): compile the UNet's forward once, in place.
             module.forward = torch.compile(module.forward, mode="max-autotune-no-cudagraphs", dynamic=False)
+            module._graphengine_compiled = True
 
     def _make_room(self, need: int, everything: bool = False) -> None:
         used = sum(size for _, size in self._resident.values())
