@@ -120,6 +120,11 @@ def test_cfg_one_skips_the_negative(model, recorder):
     assert [c["sample"].shape[0] for c in recorder.calls] == [4, 4, 4]
 
 
+def test_cfg_pp_evaluates_the_negative_even_at_cfg_one(model, recorder):
+    sample_latent(model, POS, NEG, empty(), settings(cfg=1.0, steps=2, sampler_name="euler_cfg_pp"))
+    assert [c["sample"].shape[0] for c in recorder.calls] == [2, 2]
+
+
 def _denoiser(model) -> UNetDenoiser:
     return UNetDenoiser(model.unet, DiscreteSchedule(SIGMAS), "eps")
 
@@ -236,7 +241,7 @@ def test_interrupt_takes_effect_within_one_step(model, recorder):
 
 def test_unimplemented_sampler_is_refused(model):
     with pytest.raises(ValueError, match="not implemented by graphengine"):
-        sample_latent(model, POS, NEG, empty(), settings(sampler_name="ipndm"))
+        sample_latent(model, POS, NEG, empty(), settings(sampler_name="deis"))
 
 
 # --- prediction types and SDXL conditioning -------------------------------------------------------
@@ -302,7 +307,11 @@ def test_sdxl_refiner_gets_aesthetic_scores():
     assert ids.tolist() == [[64.0, 64.0, 0.0, 0.0, 2.5], [64.0, 64.0, 0.0, 0.0, 6.0]]
 
 
-@pytest.mark.parametrize("name", ["euler_ancestral", "dpmpp_2m_sde", "dpmpp_sde", "uni_pc", "lcm", "dpm_2", "dpm_fast", "dpm_adaptive"])
+@pytest.mark.parametrize(
+    "name",
+    ["euler_ancestral", "dpmpp_2m_sde", "dpmpp_sde", "uni_pc", "lcm", "dpm_2", "dpm_fast", "dpm_adaptive",
+     "euler_cfg_pp", "dpmpp_2m_cfg_pp", "res_multistep_ancestral", "er_sde", "seeds_3", "ipndm_v", "heunpp2"],
+)
 def test_model_backed_samplers_are_reproducible(model, name):
     a = sample_latent(model, POS, NEG, empty(), settings(sampler_name=name, steps=4))
     b = sample_latent(model, POS, NEG, empty(), settings(sampler_name=name, steps=4))

@@ -121,10 +121,10 @@ def test_txt2img_prompt_runs_with_a_progress_event_per_step_and_previews(engine:
 
 def test_unimplemented_sampler_fails_validation_with_a_clear_message(engine: Engine):
     with pytest.raises(WorkflowInvalid) as caught:
-        engine.validate(txt2img(sampler="ipndm"))
+        engine.validate(txt2img(sampler="deis"))
     errors = caught.value.body["node_errors"]["3"]["errors"]
     assert errors[0]["type"] == "custom_validation_failed"
-    assert "ipndm" in errors[0]["details"] and "not implemented" in errors[0]["details"]
+    assert "deis" in errors[0]["details"] and "not implemented" in errors[0]["details"]
 
 
 def test_unknown_sampler_is_value_not_in_list(engine: Engine):

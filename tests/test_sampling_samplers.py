@@ -46,7 +46,10 @@ def test_sampler_table_matches_the_implemented_names():
 
 @pytest.mark.parametrize(
     ("name", "order"),
-    [("euler", 1), ("heun", 2), ("dpm_2", 2), ("dpmpp_2m", 2), ("lms", 3), ("uni_pc", 3), ("uni_pc_bh2", 3)],
+    [
+        ("euler", 1), ("heun", 2), ("dpm_2", 2), ("dpmpp_2m", 2), ("lms", 3), ("uni_pc", 3), ("uni_pc_bh2", 3),
+        ("ipndm", 2), ("ipndm_v", 2), ("res_multistep", 2), ("heunpp2", 1), ("gradient_estimation", 1),
+    ],
 )
 def test_deterministic_samplers_converge_to_the_exact_ode_solution_at_their_order(name: str, order: int):
     x0 = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
@@ -81,6 +84,10 @@ def test_final_step_to_zero_returns_the_denoised_estimate():
         ("dpmpp_2m_sde", 25),
         ("dpmpp_2m_sde_heun", 25),
         ("dpmpp_3m_sde", 25),
+        ("res_multistep_ancestral", 25),
+        ("er_sde", 25),
+        ("seeds_2", 25),
+        ("seeds_3", 25),
     ],
 )
 def test_stochastic_samplers_sample_the_data_distribution(name: str, steps: int):
@@ -110,9 +117,61 @@ def test_one_report_per_step_and_same_seed_same_result(name: str):
     sigmas = sampler_schedule(SCHEDULE, "normal", name, 6)
     x = initial_noise((1, 4, 8, 8), seed=11) * sigmas[0]
     steps: list[int] = []
-    first = run_sampler(name, x, sigmas, seed=5, callback=lambda i, x_, d: steps.append(i))
+    guidance = AnalyticCFG(MU, MU + 0.2, cfg=3.0)
+    first = SAMPLERS[name].function(guidance, x, sigmas, SamplerRun(seed=5, callback=lambda i, x_, d: steps.append(i), guidance=guidance))
     assert steps == list(range(len(sigmas) - 1))
-    assert torch.equal(first, run_sampler(name, x, sigmas, seed=5))
+    second = SAMPLERS[name].function(guidance, x, sigmas, SamplerRun(seed=5, guidance=guidance))
+    assert torch.equal(first, second)
+
+
+class AnalyticCFG:
+    """CFG over two exact Gaussian denoisers (data means ``mu_cond`` / ``mu_uncond``), exposing the
+    unconditional prediction the way ``CFGDenoiser`` does for CFG++ samplers."""
+
+    def __init__(self, mu_cond: float, mu_uncond: float, cfg: float):
+        self.mu_cond, self.mu_uncond, self.cfg = mu_cond, mu_uncond, cfg
+        self.keep_uncond = False
+        self.last_uncond = None
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        sigma = sigma.reshape(-1, *([1] * (x.ndim - 1)))
+        shrink = S**2 / (S**2 + sigma**2)
+        cond = self.mu_cond + shrink * (x - self.mu_cond)
+        uncond = self.mu_uncond + shrink * (x - self.mu_uncond)
+        self.last_uncond = uncond
+        return uncond + (cond - uncond) * self.cfg
+
+
+@pytest.mark.parametrize(
+    ("cfg_pp", "base"),
+    [
+        ("euler_cfg_pp", "euler"),
+        ("euler_ancestral_cfg_pp", "euler_ancestral"),
+        ("dpmpp_2m_cfg_pp", "dpmpp_2m"),
+        ("dpmpp_2s_ancestral_cfg_pp", "dpmpp_2s_ancestral"),
+        ("res_multistep_cfg_pp", "res_multistep"),
+        ("res_multistep_ancestral_cfg_pp", "res_multistep_ancestral"),
+        ("gradient_estimation_cfg_pp", "gradient_estimation"),
+    ],
+)
+def test_cfg_pp_samplers_reduce_to_their_base_sampler_without_guidance(cfg_pp: str, base: str):
+    sigmas = calculate_sigmas(SCHEDULE, "karras", 8)
+    x = initial_noise((1, 4, 8, 8), seed=4) * sigmas[0]
+
+    def run(name: str, guidance: AnalyticCFG) -> torch.Tensor:
+        return SAMPLERS[name].function(guidance, x, sigmas, SamplerRun(seed=6, guidance=guidance))
+
+    same = AnalyticCFG(MU, MU, cfg=1.0)
+    assert (run(cfg_pp, same) - run(base, AnalyticCFG(MU, MU, cfg=1.0))).abs().max() < 1e-4
+    assert same.keep_uncond  # CFG++ asks for the unconditional prediction even at cfg 1
+    guided = AnalyticCFG(MU, MU + 0.5, cfg=4.0)
+    assert (run(cfg_pp, guided) - run(base, AnalyticCFG(MU, MU + 0.5, cfg=4.0))).abs().max() > 1e-3
+
+
+def test_cfg_pp_without_guidance_is_a_clear_error():
+    sigmas = calculate_sigmas(SCHEDULE, "karras", 4)
+    with pytest.raises(ValueError, match="CFG\\+\\+"):
+        run_sampler("euler_cfg_pp", torch.zeros(1, 4, 8, 8), sigmas)
 
 
 def test_dpm_fast_spends_one_evaluation_per_step_and_converges_to_sigma_min():

@@ -287,8 +287,11 @@ class CFGDenoiser:
         self.positive = positive
         self.negative = negative
         self.cfg = float(cfg)
+        self.keep_uncond = False  # CFG++ samplers: evaluate the negative even at cfg 1
+        self.last_uncond: torch.Tensor | None = None
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        negative = None if math.isclose(self.cfg, 1.0) else self.negative
-        cond, uncond = calc_cond_batch(self.denoiser, [self.positive, negative], x, sigma)
+        skip_negative = math.isclose(self.cfg, 1.0) and not self.keep_uncond
+        cond, uncond = calc_cond_batch(self.denoiser, [self.positive, None if skip_negative else self.negative], x, sigma)
+        self.last_uncond = uncond
         return uncond + (cond - uncond) * self.cfg

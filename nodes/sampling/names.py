@@ -65,33 +65,10 @@ SCHEDULER_NAMES: tuple[str, ...] = (
     "kl_optimal",
 )
 
-IMPLEMENTED_SAMPLERS: frozenset[str] = frozenset(
-    {
-        "euler",
-        "euler_ancestral",
-        "heun",
-        "dpm_2",
-        "dpm_2_ancestral",
-        "lms",
-        "dpm_fast",
-        "dpm_adaptive",
-        "dpmpp_2s_ancestral",
-        "dpmpp_sde",
-        "dpmpp_sde_gpu",
-        "dpmpp_2m",
-        "dpmpp_2m_sde",
-        "dpmpp_2m_sde_gpu",
-        "dpmpp_2m_sde_heun",
-        "dpmpp_2m_sde_heun_gpu",
-        "dpmpp_3m_sde",
-        "dpmpp_3m_sde_gpu",
-        "ddpm",
-        "lcm",
-        "ddim",
-        "uni_pc",
-        "uni_pc_bh2",
-    }
-)
+NOT_IMPLEMENTED_SAMPLERS: frozenset[str] = frozenset({"deis", "sa_solver", "sa_solver_pece"})
+"""ComfyUI sampler names graphengine refuses at validation (listed in /object_info all the same)."""
+
+IMPLEMENTED_SAMPLERS: frozenset[str] = frozenset(SAMPLER_NAMES) - NOT_IMPLEMENTED_SAMPLERS
 """Samplers graphengine implements (a subset of ``SAMPLER_NAMES``)."""
 
 IMPLEMENTED_SCHEDULERS: frozenset[str] = frozenset(SCHEDULER_NAMES)

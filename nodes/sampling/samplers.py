@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from scipy import integrate
@@ -31,6 +31,7 @@ class SamplerRun:
 
     seed: int | None = None
     callback: StepCallback | None = None
+    guidance: Any = None  # the CFGDenoiser, for samplers that need the unconditional prediction (CFG++)
 
     def report(self, step: int, x: torch.Tensor, denoised: torch.Tensor) -> None:
         if self.callback is not None:
@@ -448,6 +449,16 @@ def _dpm_solver(kind: str) -> SamplerFunction:
     return sample
 
 
+def _extra(name: str) -> SamplerFunction:
+    def sample(model: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, run: SamplerRun) -> torch.Tensor:
+        from nodes.sampling import extra_samplers
+
+        return getattr(extra_samplers, f"sample_{name}")(model, x, sigmas, run)
+
+    sample.__name__ = f"sample_{name}"
+    return sample
+
+
 def _unipc(variant: str) -> SamplerFunction:
     def sample(model: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, run: SamplerRun) -> torch.Tensor:
         from nodes.sampling.unipc import sample_unipc
@@ -479,6 +490,15 @@ SAMPLERS: dict[str, SamplerSpec] = {
     "dpmpp_3m_sde_gpu": SamplerSpec(sample_dpmpp_3m_sde_gpu),
     "ddpm": SamplerSpec(sample_ddpm),
     "lcm": SamplerSpec(sample_lcm),
+    **{
+        name: SamplerSpec(_extra(name))
+        for name in (
+            "euler_cfg_pp", "euler_ancestral_cfg_pp", "heunpp2", "dpmpp_2s_ancestral_cfg_pp", "dpmpp_2m_cfg_pp",
+            "ipndm", "ipndm_v", "res_multistep", "res_multistep_cfg_pp", "res_multistep_ancestral",
+            "res_multistep_ancestral_cfg_pp", "gradient_estimation", "gradient_estimation_cfg_pp", "er_sde",
+            "seeds_2", "seeds_3",
+        )
+    },
     "ddim": SamplerSpec(sample_euler, random_inpaint_noise=True),
     "uni_pc": SamplerSpec(_unipc("bh1")),
     "uni_pc_bh2": SamplerSpec(_unipc("bh2")),
