@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import socket
 import struct
 import threading
 import time
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -181,15 +180,6 @@ class ServedApp:
         self.thread.join(15)
 
 
-def served(world: MicroWorld) -> Iterator[ServedApp]:
-    with ServedApp(world) as app:
-        yield app
-
-
-def load_json(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
 __all__ = [
     "MICRO_NAME",
     "PNG_MAGIC",
@@ -202,8 +192,6 @@ __all__ = [
     "free_port",
     "gradient_png",
     "huge_png_header_only",
-    "load_json",
     "micro_world",
     "read_png",
-    "served",
 ]
