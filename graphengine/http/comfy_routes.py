@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import os
 import platform
 import sys
@@ -108,9 +109,11 @@ async def post_prompt(request: Request) -> JSONResponse:
 # ---------------------------------------------------------------------------------------- /queue
 
 
-async def get_queue(request: Request) -> JSONResponse:
+async def get_queue(request: Request) -> Response:
     """Running and pending items, each ``[number, prompt_id, prompt, extra_data, outputs_to_execute]``."""
-    return JSONResponse(_services(request).queue.queue_json())
+    queue = _services(request).queue
+    # thousands of items take a while to serialize: keep that off the event loop
+    return json_text(await run_in_threadpool(lambda: json.dumps(queue.queue_json(), separators=(",", ":"))))
 
 
 @describe(body="json", responses={200: "empty body"})
@@ -160,7 +163,8 @@ async def get_history(request: Request) -> Response:
     """Finished prompts: ``{prompt_id: {prompt, outputs, status, meta}, …}`` oldest first."""
     max_items = int_query(request, "max_items", minimum=0)
     offset = int_query(request, "offset", default=-1)
-    return json_text(_services(request).queue.history_json(max_items=max_items, offset=offset))
+    queue = _services(request).queue
+    return json_text(await run_in_threadpool(queue.history_json, max_items, offset if offset is not None else -1))
 
 
 async def get_history_entry(request: Request) -> Response:

@@ -42,6 +42,7 @@ CLIENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 BROADCAST_IF_NO_CLIENT = (Progress, ProgressState, ExecutionInterrupted)
 
 PREVIEW, PROGRESS, EVENT = 0, 1, 2  # buffer entry kinds, in drop order
+COALESCE_AFTER = 32  # waiting messages after which stale status/progress snapshots are replaced
 
 
 def valid_client_id(value: Any) -> bool:
@@ -62,18 +63,37 @@ class ClientConnection:
         self.max_bytes = max_bytes
         self.supports_preview_metadata = False
         self.wants_latent_previews = False
-        self.buffer: deque[tuple[int, Any, int]] = deque()
+        self.buffer: deque[tuple[int, Any, int, str | None]] = deque()
         self.buffered_bytes = 0
         self.dropped = 0
+        self.coalesced = 0
         self.closed = False
         self._ready = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
 
-    def offer(self, kind: int, payload: Any, size: int) -> bool:
-        """Queue a message; False when the client is hopelessly behind and has been closed."""
+    def offer(self, kind: int, payload: Any, size: int, supersedes: str | None = None) -> bool:
+        """Queue a message; False when the client is hopelessly behind and has been closed.
+
+        ``supersedes`` names a snapshot message (``status``, ``progress``, ``progress_state``): if one
+        of the same name is still waiting at the tail of the buffer (behind no other kind of message),
+        it is replaced instead of queueing both — a client that has fallen behind (more than
+        ``COALESCE_AFTER`` messages waiting) skips stale snapshots; others get every message.
+        """
         if self.closed:
             return False
-        self.buffer.append((kind, payload, size))
+        if supersedes is not None and len(self.buffer) >= COALESCE_AFTER:
+            for index in range(len(self.buffer) - 1, -1, -1):
+                entry = self.buffer[index]
+                if entry[0] != PROGRESS:
+                    break
+                if entry[3] == supersedes:
+                    self.buffered_bytes += size - entry[2]
+                    self.buffer[index] = (PROGRESS, payload, size, supersedes)
+                    self.coalesced += 1
+                    return True
+        if supersedes is not None:
+            kind = PROGRESS
+        self.buffer.append((kind, payload, size, supersedes))
         self.buffered_bytes += size
         if len(self.buffer) > self.max_messages or self.buffered_bytes > self.max_bytes:
             if not (self._drop(PREVIEW) or self._drop(PROGRESS)):
@@ -119,7 +139,7 @@ class ClientConnection:
                     self._ready.clear()
                     await self._ready.wait()
                     continue
-                kind, payload, size = self.buffer.popleft()
+                kind, payload, size, _ = self.buffer.popleft()
                 self.buffered_bytes -= size
                 if isinstance(payload, asyncio.Future):
                     try:
@@ -203,7 +223,7 @@ class WebSocketHub:
     def _broadcast_status(self, queue_remaining: int) -> None:
         text = _dumps({"type": "status", "data": {"status": {"exec_info": {"queue_remaining": queue_remaining}}}})
         for conn in list(self._all):
-            conn.offer(EVENT, text, len(text))
+            conn.offer(EVENT, text, len(text), supersedes="status")
 
     def _targets(self, event: Event, client_id: str | None) -> list[ClientConnection]:
         if client_id is not None:
@@ -221,9 +241,9 @@ class WebSocketHub:
             self._route_preview(event, targets)
             return
         text = _dumps(event.to_message())
-        kind = PROGRESS if isinstance(event, (Progress, ProgressState)) else EVENT
+        supersedes = event.type if isinstance(event, (Progress, ProgressState)) else None
         for conn in targets:
-            conn.offer(kind, text, len(text))
+            conn.offer(EVENT, text, len(text), supersedes)
 
     def _route_preview(self, event: PreviewImage, targets: list[ClientConnection]) -> None:
         loop = self._loop
