@@ -194,6 +194,52 @@ class _ClassInfo:
     any_list_output: bool
     lazy: frozenset[str]
     input_is_list: bool
+    construct: Callable[..., Node]
+
+
+_IMMUTABLE_DEFAULTS = (str, int, float, bool, bytes, type(None))
+
+
+def constructor(node_class: type[Node]) -> Callable[..., Node]:
+    """A function building a node from already-validated inputs: exactly what
+    ``node_class.model_construct(**inputs)`` builds (same ``__dict__`` in field order, same fields
+    set), without its per-field bookkeeping. Classes that use anything the shortcut does not
+    reproduce (aliases, default factories, mutable defaults, post-init hooks, private attributes,
+    extra fields) get ``model_construct`` itself."""
+    fields = node_class.model_fields
+    plain = (
+        not node_class.__pydantic_post_init__
+        and not node_class.__private_attributes__
+        and node_class.model_config.get("extra") != "allow"
+        and not getattr(node_class, "__pydantic_root_model__", False)
+        and all(
+            f.alias is None
+            and f.validation_alias is None
+            and f.default_factory is None
+            and (f.is_required() or type(f.default) in _IMMUTABLE_DEFAULTS)
+            for f in fields.values()
+        )
+    )
+    if not plain:
+        return node_class.model_construct
+    template = {name: (None if f.is_required() else f.default) for name, f in fields.items()}
+    required = frozenset(name for name, f in fields.items() if f.is_required())
+    new = node_class.__new__
+    setattr_ = object.__setattr__
+
+    def construct(**inputs: Any) -> Node:
+        if not required.issubset(inputs) or not fields.keys() >= inputs.keys():
+            return node_class.model_construct(**inputs)
+        values = template.copy()
+        values.update(inputs)
+        node = new(node_class)
+        setattr_(node, "__dict__", values)
+        setattr_(node, "__pydantic_fields_set__", set(inputs))
+        setattr_(node, "__pydantic_extra__", None)
+        setattr_(node, "__pydantic_private__", None)
+        return node
+
+    return construct
 
 
 class _RunState:
@@ -277,6 +323,7 @@ class Executor:
                 any_list_output=any(o.is_list for o in outputs),
                 lazy=frozenset(i.name for i in node_class.inputs_info if i.spec.lazy),
                 input_is_list=bool(node_class.input_is_list),
+                construct=constructor(node_class),
             )
         return info
 
@@ -411,7 +458,7 @@ class Executor:
         ctx = _Context(state, node.id, node_class.class_type)
         if single:
             try:
-                result = node_class.model_construct(**kwargs).run(ctx)
+                result = info.construct(**kwargs).run(ctx)
             except Interrupted:
                 raise
             except Exception as exc:
@@ -434,7 +481,7 @@ class Executor:
                 calls = [inputs]
             else:
                 calls = _map_over_list(inputs)
-            instances = [node_class.model_construct(**kw) for kw in calls]
+            instances = [info.construct(**kw) for kw in calls]
             if info.lazy:
                 wanted = set()
                 for instance in instances:

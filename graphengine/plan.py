@@ -1,16 +1,20 @@
-"""Planning: the validated graph as a networkx DAG, and the order the executor runs it in.
+"""Planning: the order the executor runs the validated graph in, and its networkx view.
 
-The plan holds the graph (``networkx.DiGraph``, edges source → consumer) and one deterministic
-topological order of every node the outputs need. The order follows ComfyUI's UX heuristic
-(reference §4.2): among the nodes that are ready, run an output node first, then a node that feeds an
-output directly, then one two hops away, then the rest in discovery order — so ``VAEDecode`` and
-``SaveImage`` run right after their sampler rather than after unrelated branches.
+The plan orders every node the outputs need (sources first) with Kahn's algorithm and ComfyUI's UX
+heuristic (reference §4.2): among the nodes that are ready, run an output node first, then a node
+that feeds an output directly, then one two hops away, then the rest in discovery order — so
+``VAEDecode`` and ``SaveImage`` run right after their sampler rather than after unrelated branches.
+
+networkx is the graph model for analysis: ``Plan.graph`` (a ``DiGraph``, edges source → consumer)
+and the dependency-cycle reports (strongly connected components, ``find_cycle``) that validation
+and planning return. The ordering loop itself runs over plain dicts, because building a networkx
+graph costs more per node than the engine's whole per-node budget (see benchmarks/engine_overhead.py);
+the graph is built on first use instead.
 
 Lazy inputs (``check_lazy_status``) are ordered like any other edge, so a lazily requested source
 always sits before its consumer; whether it runs is decided by the executor at run time.
 
-The structure of the last plan is kept: a re-run whose graph differs only in literal values reuses
-the previous plan without touching networkx (``Planner``).
+The last plan is kept: a re-run whose graph differs only in literal values reuses it (``Planner``).
 """
 
 from __future__ import annotations

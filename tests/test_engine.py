@@ -78,3 +78,12 @@ def test_builtin_packs_import_without_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
     assert builtin_packs()
+
+
+@pytest.mark.slow
+def test_a_long_chain_runs_without_recursion(engine):
+    # 30 times Python's recursion limit; 100,000-node validation is in test_validation.py
+    prompt = chain(30_000)
+    run = engine.run(prompt)
+    assert run.ok and run.outputs == {"out": {"values": [29_999]}}
+    assert len(run.executed) == 30_000

@@ -247,3 +247,21 @@ def test_execution_start_and_success_timestamps(engine):
     sink = ListSink()
     engine.run(chain(2), sink=sink)
     assert sink.of_type(ExecutionStart)[0].timestamp <= sink.of_type(ExecutionSuccess)[0].timestamp
+
+
+def test_fast_constructor_builds_what_model_construct_builds():
+    from graphengine.executor import constructor
+    from nodes.utility import RegexReplace, StringReplace
+    from tests.fakes import FakeSlow, FakeSwitch
+
+    cases = [
+        (StringReplace, {"string": "a", "find": "q", "replace": "r"}),
+        (RegexReplace, {"string": "a", "regex_pattern": "x", "replace": "y"}),
+        (FakeSlow, {"steps": 3, "delay": 0.0}),
+        (FakeSwitch, {"select": True, "on_true": 4}),
+    ]
+    for node_class, inputs in cases:
+        fast, reference = constructor(node_class)(**inputs), node_class.model_construct(**inputs)
+        assert list(fast.__dict__.items()) == list(reference.__dict__.items())
+        assert fast.model_fields_set == reference.model_fields_set
+        assert fast == reference
