@@ -280,6 +280,17 @@ def test_listings_and_options_persist(server: LiveServer, client: httpx.Client) 
     client.post("/sdapi/v1/options", json={"CLIP_stop_at_last_layers": 1})
 
 
+def test_override_settings_restore_afterwards(client: httpx.Client) -> None:
+    body = bodies.talemate_a1111() | {"override_settings": {"CLIP_stop_at_last_layers": 2}}
+    assert client.post("/sdapi/v1/txt2img", json=body).status_code == 200
+    assert client.get("/sdapi/v1/options").json()["CLIP_stop_at_last_layers"] == 1  # restored (the default)
+    kept = body | {"override_settings_restore_afterwards": False}
+    response = client.post("/sdapi/v1/txt2img", json=kept)
+    assert response.status_code == 200 and info_of(response.json())["clip_skip"] == 2
+    assert client.get("/sdapi/v1/options").json()["CLIP_stop_at_last_layers"] == 2
+    client.post("/sdapi/v1/options", json={"CLIP_stop_at_last_layers": 1})
+
+
 def test_openapi_lists_the_routes_with_models(client: httpx.Client) -> None:
     spec = client.get("/openapi.json").json()
     txt2img = spec["paths"]["/sdapi/v1/txt2img"]["post"]
