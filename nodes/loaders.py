@@ -63,6 +63,14 @@ def _resolve(ctx: NodeContext, folder: str, name: str) -> Path:
         return _library(ctx).resolve(folder, name)
 
 
+def _with_embeddings(ctx: NodeContext, clip: Clip) -> Clip:
+    """The CLIP with the library's embeddings folders (for ``embedding:name`` in prompts)."""
+    folders = getattr(ctx.env.models, "embedding_dirs", None)
+    if clip.embedding_dirs or folders is None:
+        return clip
+    return replace(clip, embedding_dirs=tuple(folders()))
+
+
 class CheckpointLoaderSimple(Node):
     """Loads a diffusion model checkpoint; diffusion models are used to denoise latents."""
 
@@ -80,9 +88,7 @@ class CheckpointLoaderSimple(Node):
         path = _resolve(ctx, "checkpoints", self.ckpt_name)
         with _model_errors("checkpoint", self.ckpt_name):
             model, clip, vae = _library(ctx).manager.load_checkpoint(path)
-        if ctx.env.models is not None and hasattr(ctx.env.models, "embedding_dirs") and not clip.embedding_dirs:
-            clip = replace(clip, embedding_dirs=tuple(ctx.env.models.embedding_dirs()))
-        return self.Outputs(model=model, clip=clip, vae=vae)
+        return self.Outputs(model=model, clip=_with_embeddings(ctx, clip), vae=vae)
 
 
 class VAELoader(Node):
@@ -216,7 +222,7 @@ class DiffusersLoader(Node):
         path = _resolve(ctx, "diffusers", self.model_path)
         with _model_errors("diffusers folder", self.model_path):
             model, clip, vae = _library(ctx).manager.load_checkpoint(path)
-        return self.Outputs(model=model, clip=clip, vae=vae)
+        return self.Outputs(model=model, clip=_with_embeddings(ctx, clip), vae=vae)
 
 
 def pack() -> NodePack:

@@ -62,6 +62,7 @@ def test_full_sd15_layout_has_the_real_parameter_count() -> None:
     assert unet == 859_520_964  # SD1.5's UNet
 
 
+@pytest.mark.slow
 def test_cli_writes_refuses_overwrite_and_bad_names(tmp_path: Path) -> None:
     out = tmp_path / "cli.safetensors"
     cmd = [sys.executable, "-m", "graphengine.cli", "make-checkpoint", str(out), "--arch", "micro", "--seed", "3"]

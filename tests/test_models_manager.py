@@ -41,6 +41,7 @@ def test_same_file_gives_the_same_objects(files: dict[str, Path]) -> None:
     assert vae.latent_format == model.latent_format
 
 
+@pytest.mark.slow
 def test_lru_evicts_least_recently_used_under_the_ram_budget(files: dict[str, Path]) -> None:
     probe = ModelManager(device="cpu")
     probe.load_checkpoint(files["a"])
@@ -58,6 +59,7 @@ def test_lru_evicts_least_recently_used_under_the_ram_budget(files: dict[str, Pa
     assert b_again[0] is not None and "b.safetensors" in manager.cached_files()[-1]
 
 
+@pytest.mark.slow
 def test_models_in_use_are_not_evicted_and_unload_all_forgets(files: dict[str, Path]) -> None:
     manager = ModelManager(device="cpu", ram_budget=1)
     model, _, _ = manager.load_checkpoint(files["a"])

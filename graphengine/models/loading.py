@@ -27,7 +27,7 @@ import torch
 from graphengine.models import detection
 from graphengine.models.detection import DetectedModel, TextEncoderSpec, UnsupportedModel
 from graphengine.models.families import Family, family
-from graphengine.models.safetensors_io import CheckpointError, checkpoint_shapes, load_state_dict, read_header
+from graphengine.models.safetensors_io import CheckpointError, checkpoint_shapes, load_state_dict
 from graphengine.models.tokenizers import clip_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -282,6 +282,3 @@ def load_diffusers_folder(
             module.eval().requires_grad_(False)
     return Components(folder, detected, unet, vae, tuple(encoders), tuple(tokenizers), {})
 
-
-def header_metadata(path: Path) -> dict[str, str]:
-    return read_header(path).metadata if path.suffix.lower() in (".safetensors", ".sft") else {}

@@ -124,7 +124,7 @@ def parse_lora(path: Path, *, allow_pickle: bool | None = None) -> ParsedLora:
     layers: dict[tuple[str, str], LoraDelta] = {}
     for key, roles in parts.items():
         if "up" not in roles or "down" not in roles:
-            skipped.extend(f"{key[0]}:{key[1]}" for _ in [0])
+            skipped.append(f"{key[0]}:{key[1]}")
             continue
         alpha = roles.get("alpha")
         layers[key] = LoraDelta(
