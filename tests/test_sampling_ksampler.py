@@ -239,9 +239,11 @@ def test_interrupt_takes_effect_within_one_step(model, recorder):
     assert model.runtime.activations >= 1
 
 
-def test_unimplemented_sampler_is_refused(model):
-    with pytest.raises(ValueError, match="not implemented by graphengine"):
-        sample_latent(model, POS, NEG, empty(), settings(sampler_name="deis"))
+def test_unknown_sampler_or_scheduler_is_refused(model):
+    with pytest.raises(ValueError, match="unknown sampler 'exp_heun_2_x0'"):
+        sample_latent(model, POS, NEG, empty(), settings(sampler_name="exp_heun_2_x0"))
+    with pytest.raises(ValueError, match="unknown scheduler 'align_your_steps'"):
+        sample_latent(model, POS, NEG, empty(), settings(scheduler="align_your_steps"))
 
 
 # --- prediction types and SDXL conditioning -------------------------------------------------------
@@ -310,7 +312,8 @@ def test_sdxl_refiner_gets_aesthetic_scores():
 @pytest.mark.parametrize(
     "name",
     ["euler_ancestral", "dpmpp_2m_sde", "dpmpp_sde", "uni_pc", "lcm", "dpm_2", "dpm_fast", "dpm_adaptive",
-     "euler_cfg_pp", "dpmpp_2m_cfg_pp", "res_multistep_ancestral", "er_sde", "seeds_3", "ipndm_v", "heunpp2"],
+     "euler_cfg_pp", "dpmpp_2m_cfg_pp", "res_multistep_ancestral", "er_sde", "seeds_3", "ipndm_v", "heunpp2",
+     "deis", "sa_solver_pece"],
 )
 def test_model_backed_samplers_are_reproducible(model, name):
     a = sample_latent(model, POS, NEG, empty(), settings(sampler_name=name, steps=4))

@@ -11,7 +11,7 @@ import math
 import pytest
 import torch
 
-from nodes.sampling.names import IMPLEMENTED_SAMPLERS
+from nodes.sampling.names import IMPLEMENTED_SAMPLERS, SAMPLER_NAMES
 from nodes.sampling.noise import BrownianTreeNoise, initial_noise, step_noise_sampler
 from nodes.sampling.samplers import SAMPLERS, SamplerRun
 from nodes.sampling.schedulers import DiscreteSchedule, calculate_sigmas, sampler_schedule, scaled_linear_sigmas
@@ -37,18 +37,18 @@ def exact_ode(x_start: torch.Tensor, sigma_start: float, sigma_end: float) -> to
 
 
 def run_sampler(name: str, x: torch.Tensor, sigmas: torch.Tensor, seed: int = 7, callback=None) -> torch.Tensor:
-    return SAMPLERS[name].function(GaussianDenoiser(), x, sigmas, SamplerRun(seed=seed, callback=callback))
+    return SAMPLERS[name].function(GaussianDenoiser(), x, sigmas, SamplerRun(seed=seed, callback=callback, schedule=SCHEDULE))
 
 
 def test_sampler_table_matches_the_implemented_names():
-    assert set(SAMPLERS) == IMPLEMENTED_SAMPLERS
+    assert set(SAMPLERS) == IMPLEMENTED_SAMPLERS == set(SAMPLER_NAMES)  # every baseline ComfyUI name runs
 
 
 @pytest.mark.parametrize(
     ("name", "order"),
     [
         ("euler", 1), ("heun", 2), ("dpm_2", 2), ("dpmpp_2m", 2), ("lms", 3), ("uni_pc", 3), ("uni_pc_bh2", 3),
-        ("ipndm", 2), ("ipndm_v", 2), ("res_multistep", 2), ("heunpp2", 1), ("gradient_estimation", 1),
+        ("ipndm", 2), ("ipndm_v", 2), ("res_multistep", 2), ("heunpp2", 1), ("gradient_estimation", 1), ("deis", 3),
     ],
 )
 def test_deterministic_samplers_converge_to_the_exact_ode_solution_at_their_order(name: str, order: int):
@@ -88,6 +88,8 @@ def test_final_step_to_zero_returns_the_denoised_estimate():
         ("er_sde", 25),
         ("seeds_2", 25),
         ("seeds_3", 25),
+        ("sa_solver", 25),
+        ("sa_solver_pece", 25),
     ],
 )
 def test_stochastic_samplers_sample_the_data_distribution(name: str, steps: int):
@@ -118,9 +120,9 @@ def test_one_report_per_step_and_same_seed_same_result(name: str):
     x = initial_noise((1, 4, 8, 8), seed=11) * sigmas[0]
     steps: list[int] = []
     guidance = AnalyticCFG(MU, MU + 0.2, cfg=3.0)
-    first = SAMPLERS[name].function(guidance, x, sigmas, SamplerRun(seed=5, callback=lambda i, x_, d: steps.append(i), guidance=guidance))
+    first = SAMPLERS[name].function(guidance, x, sigmas, SamplerRun(seed=5, callback=lambda i, x_, d: steps.append(i), guidance=guidance, schedule=SCHEDULE))
     assert steps == list(range(len(sigmas) - 1))
-    second = SAMPLERS[name].function(guidance, x, sigmas, SamplerRun(seed=5, guidance=guidance))
+    second = SAMPLERS[name].function(guidance, x, sigmas, SamplerRun(seed=5, guidance=guidance, schedule=SCHEDULE))
     assert torch.equal(first, second)
 
 

@@ -155,7 +155,8 @@ def sample_latent(
             settings.sampler_name, settings.scheduler, total_steps, float(sigmas[0]), float(sigmas[-1]),
             settings.cfg, tuple(shape), device,
         )
-        result = spec.function(model_fn, x, sigmas, SamplerRun(seed=settings.seed, callback=on_step, guidance=guided))
+        run = SamplerRun(seed=settings.seed, callback=on_step, guidance=guided, schedule=schedule)
+        result = spec.function(model_fn, x, sigmas, run)
         out = process_latent_out(result.float(), model.latent_format).cpu()
 
     # 5. Output keeps the mask and batch indices, as ComfyUI's latent copy does.

@@ -65,8 +65,9 @@ SCHEDULER_NAMES: tuple[str, ...] = (
     "kl_optimal",
 )
 
-NOT_IMPLEMENTED_SAMPLERS: frozenset[str] = frozenset({"deis", "sa_solver", "sa_solver_pece"})
-"""ComfyUI sampler names graphengine refuses at validation (listed in /object_info all the same)."""
+NOT_IMPLEMENTED_SAMPLERS: frozenset[str] = frozenset()
+"""ComfyUI sampler names graphengine would refuse at validation (listed in /object_info all the same).
+Empty: every baseline name runs. Names only newer ComfyUI lists are not in the combo at all."""
 
 IMPLEMENTED_SAMPLERS: frozenset[str] = frozenset(SAMPLER_NAMES) - NOT_IMPLEMENTED_SAMPLERS
 """Samplers graphengine implements (a subset of ``SAMPLER_NAMES``)."""

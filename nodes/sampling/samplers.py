@@ -32,6 +32,7 @@ class SamplerRun:
     seed: int | None = None
     callback: StepCallback | None = None
     guidance: Any = None  # the CFGDenoiser, for samplers that need the unconditional prediction (CFG++)
+    schedule: Any = None  # the model's DiscreteSchedule, for samplers that depend on it (SA-Solver)
 
     def report(self, step: int, x: torch.Tensor, denoised: torch.Tensor) -> None:
         if self.callback is not None:
@@ -459,6 +460,16 @@ def _extra(name: str) -> SamplerFunction:
     return sample
 
 
+def _adams(name: str) -> SamplerFunction:
+    def sample(model: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, run: SamplerRun) -> torch.Tensor:
+        from nodes.sampling import adams
+
+        return getattr(adams, f"sample_{name}")(model, x, sigmas, run)
+
+    sample.__name__ = f"sample_{name}"
+    return sample
+
+
 def _unipc(variant: str) -> SamplerFunction:
     def sample(model: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, run: SamplerRun) -> torch.Tensor:
         from nodes.sampling.unipc import sample_unipc
@@ -499,6 +510,9 @@ SAMPLERS: dict[str, SamplerSpec] = {
             "seeds_2", "seeds_3",
         )
     },
+    "deis": SamplerSpec(_adams("deis")),
+    "sa_solver": SamplerSpec(_adams("sa_solver")),
+    "sa_solver_pece": SamplerSpec(_adams("sa_solver_pece")),
     "ddim": SamplerSpec(sample_euler, random_inpaint_noise=True),
     "uni_pc": SamplerSpec(_unipc("bh1")),
     "uni_pc_bh2": SamplerSpec(_unipc("bh2")),

@@ -68,6 +68,14 @@ class DiscreteSchedule:
         log_sigma = (1 - w) * self.log_sigmas[low] + w * self.log_sigmas[high]
         return log_sigma.exp().to(timestep.device)
 
+    def percent_to_sigma(self, percent: float) -> float:
+        """The sigma ``percent`` of the way through sampling (0 → above the largest, 1 → 0)."""
+        if percent <= 0.0:
+            return 999999999.9
+        if percent >= 1.0:
+            return 0.0
+        return self.sigma(torch.tensor((1.0 - percent) * 999.0)).item()
+
 
 # --- schedulers ------------------------------------------------------------------------------------
 
