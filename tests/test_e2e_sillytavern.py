@@ -214,7 +214,8 @@ def test_sillytavern_http_sequence(micro_world: MicroWorld) -> None:
             assert isinstance(reply["prompt_id"], str) and "number" in reply and reply["node_errors"] == {}
 
             item = poll_full_history(client, reply["prompt_id"])
-            assert item["status"]["status_str"] == "success"
+            assert item["status"]["status_str"] == "success" and item["status"]["completed"] is True
+            assert len(item["prompt"]) == 5 and item["prompt"][1] == reply["prompt_id"]
             image = first_image_as_sillytavern_picks_it(item)
             query = f"filename={image['filename']}&subfolder={image['subfolder']}&type={image['type']}"
             view = client.get("/view?" + query)  # built unencoded, as SillyTavern does
@@ -233,6 +234,16 @@ def test_sillytavern_garbled_and_failing_prompts_then_recovery(micro_world: Micr
         assert response.status_code == 400
         assert "error" in response.json()
 
+        # a fresh SillyTavern profile: JSON.stringify(undefined) leaves the bare word in the text
+        from graphengine.templates.sillytavern import UNDEFINED
+
+        response = post_like_sillytavern(client, render_exact(DEFAULT, model=UNDEFINED))
+        assert response.status_code == 400 and "error" in response.json()
+        # an empty model setting: a validation error listing the checkpoints there are
+        response = post_like_sillytavern(client, render_exact(DEFAULT, model=""))
+        assert response.status_code == 400
+        assert MICRO_NAME in json.dumps(response.json()["node_errors"]["4"])
+
         # an avatar that is not an image: queued (a STRING input), then fails where SillyTavern looks
         broken = render_exact(AVATAR, char_avatar=b64(b"this is not an image at all"))
         response = post_like_sillytavern(client, broken)
@@ -246,5 +257,30 @@ def test_sillytavern_garbled_and_failing_prompts_then_recovery(micro_world: Micr
         # the server stays healthy: the next prompt succeeds
         response = post_like_sillytavern(client, render_exact(DEFAULT, seed=99))
         assert response.status_code == 200
+        item = poll_full_history(client, response.json()["prompt_id"])
+        assert item["status"]["status_str"] == "success"
+
+
+def test_sillytavern_abort_interrupts_the_running_sampler(micro_world: MicroWorld) -> None:
+    """The browser aborts: SillyTavern posts /interrupt (no body, ``Basic dW5kZWZpbmVk``); the
+    sampler stops within a step, history says so, and the next prompt runs."""
+    with ServedApp(micro_world) as server, httpx.Client(base_url=server.base, timeout=30) as client:
+        response = post_like_sillytavern(client, render_exact(DEFAULT, steps=2000, seed=31))
+        assert response.status_code == 200
+        prompt_id = response.json()["prompt_id"]
+        deadline = time.monotonic() + 30
+        while not any(entry[1] == prompt_id for entry in client.get("/queue").json()["queue_running"]):
+            assert time.monotonic() < deadline, "the prompt never started"
+            time.sleep(0.02)
+        started = time.monotonic()
+        interrupt = client.post("/interrupt", headers={"Authorization": "Basic dW5kZWZpbmVk"})
+        assert interrupt.status_code == 200
+        item = poll_full_history(client, prompt_id)
+        assert time.monotonic() - started < 15  # 2000 steps would take minutes
+        assert item["status"]["status_str"] == "error"
+        kinds = [kind for kind, _ in item["status"]["messages"]]
+        assert "execution_interrupted" in kinds and "execution_success" not in kinds
+
+        response = post_like_sillytavern(client, render_exact(DEFAULT, seed=32))
         item = poll_full_history(client, response.json()["prompt_id"])
         assert item["status"]["status_str"] == "success"
