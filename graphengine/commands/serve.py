@@ -32,8 +32,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Serve the ComfyUI API (also under /api), the websocket event stream, OpenAPI docs at /docs "
         "and any other installed API surfaces.",
     )
-    parser.add_argument("--host", "--listen", dest="host", default=_env("HOST") or "127.0.0.1",
+    parser.add_argument("--host", dest="host", default=_env("HOST") or "127.0.0.1",
                         help="address to bind (default 127.0.0.1; a public address requires --auth)")
+    parser.add_argument("--listen", dest="host", nargs="?", const="0.0.0.0", metavar="HOST",
+                        help="ComfyUI's spelling of --host; bare --listen binds 0.0.0.0")
     parser.add_argument("--port", type=int, default=int(_env("PORT") or 8188), help="port (default 8188)")
     add_location_options(parser)
     auth = parser.add_argument_group("authentication (one gate for every route and the websocket)")
