@@ -160,3 +160,35 @@ def test_progress_snapshot_and_targeted_interrupt(tmp_path: Path, engine: Engine
     assert other_entry["status"]["status_str"] == "success"
     assert queue.progress().running_prompt_id is None
     queue.close()
+
+
+class ExplodingExecutor:
+    """A back-end that breaks its promise never to raise (e.g. a crashed worker process)."""
+
+    def __init__(self, inner: InProcessExecutor):
+        self.inner = inner
+
+    def execute(self, job, sink, interrupt):  # noqa: ANN001 - PromptExecutor protocol
+        if job.prompt["1"]["inputs"]["text"] == "explode":
+            raise RuntimeError("worker died")
+        return self.inner.execute(job, sink, interrupt)
+
+    def free(self, *, unload_models: bool, free_memory: bool) -> None:
+        self.inner.free(unload_models=unload_models, free_memory=free_memory)
+
+
+def test_dispatcher_survives_a_failing_executor(tmp_path: Path, engine: Engine) -> None:
+    queue = PromptQueue(tmp_path / "q.sqlite3", validator=engine, executor=ExplodingExecutor(InProcessExecutor(engine)),
+                        interrupt=InterruptFlag())
+    queue.start()
+
+    async def scenario() -> tuple[dict, dict]:
+        broken = queue.submit(text_prompt("explode")).prompt_id
+        fine = queue.submit(text_prompt("fine")).prompt_id
+        return await queue.wait(broken, timeout=10), await queue.wait(fine, timeout=10)
+
+    broken_entry, fine_entry = asyncio.run(scenario())
+    assert broken_entry["status"]["status_str"] == "error"
+    assert broken_entry["status"]["messages"][-1][1]["exception_type"] == "ServerError"
+    assert fine_entry["status"]["status_str"] == "success"
+    queue.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from graphengine.events import now_ms
 from graphengine.queue.executor import ExecutionResult
 from graphengine.queue.items import QueueItem
 
@@ -25,17 +26,28 @@ def history_entry(item: QueueItem, result: ExecutionResult) -> dict[str, Any]:
 
 def interrupted_by_crash_entry(item: QueueItem, timestamp: int) -> dict[str, Any]:
     """The entry of a prompt that was running during two crashes in a row: it is not retried again."""
+    return failed_entry(
+        item,
+        "the server stopped while this prompt was running (it had already been retried once)",
+        exception_type="ServerRestarted",
+        timestamp=timestamp,
+    )
+
+
+def failed_entry(item: QueueItem, message: str, *, exception_type: str = "ServerError",
+                 timestamp: int | None = None) -> dict[str, Any]:
+    """An error entry for a prompt that failed outside any node."""
     data = {
         "prompt_id": item.prompt_id,
         "node_id": "",
         "node_type": "",
         "executed": [],
-        "exception_message": "the server stopped while this prompt was running (it had already been retried once)",
-        "exception_type": "ServerRestarted",
+        "exception_message": message,
+        "exception_type": exception_type,
         "traceback": [],
         "current_inputs": {},
         "current_outputs": [],
-        "timestamp": timestamp,
+        "timestamp": timestamp if timestamp is not None else now_ms(),
     }
     return {
         "prompt": item.to_json(),

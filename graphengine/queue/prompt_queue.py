@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from graphengine.errors import WorkflowInvalid
 from graphengine.events import Event, Executing, ExecutionStart, now_ms
 from graphengine.queue.executor import ExecutionResult, InterruptSignal, Job, PromptExecutor
-from graphengine.queue.history import history_entry, interrupted_by_crash_entry
+from graphengine.queue.history import failed_entry, history_entry, interrupted_by_crash_entry
 from graphengine.queue.items import SENSITIVE_EXTRA_DATA_KEYS, QueueItem, Submitted
 from graphengine.queue.progress import ProgressSnapshot, ProgressTracker
 from graphengine.queue.store import QueueStore, dumps_entry
@@ -384,7 +384,11 @@ class PromptQueue:
             if item is None:
                 continue
             self.observer.queue_changed(remaining)
-            self._run_one(item)
+            try:
+                self._run_one(item)
+            except Exception:  # noqa: BLE001 - the dispatcher must survive anything one prompt does
+                log.exception("dispatching prompt %s failed", item.prompt_id)
+                self._finish_broken(item)
 
     def _free(self, request: tuple[bool, bool]) -> None:
         unload_models, free_memory = request
@@ -407,7 +411,28 @@ class PromptQueue:
         sink = _QueueSink(self._progress, self, item)
         result: ExecutionResult = self._executor.execute(job, sink, self._interrupt)
         item.validated = None
-        entry_text = dumps_entry(history_entry(item, result))
+        try:
+            entry_text = dumps_entry(history_entry(item, result))
+        except (TypeError, ValueError) as exc:  # a node put something unserializable into its UI
+            log.error("history of prompt %s is not JSON-serializable: %s", item.prompt_id, exc)
+            entry_text = dumps_entry(failed_entry(item, f"the prompt's outputs could not be recorded: {exc}"))
+        self._record(item, entry_text, result.status, started)
+
+    def _finish_broken(self, item: QueueItem) -> None:
+        """Record a prompt whose dispatch raised, so it never stays 'running' forever."""
+        with self._lock:
+            if self._running is None or self._running.prompt_id != item.prompt_id:
+                return
+        try:
+            entry = failed_entry(item, "internal error while running the prompt (see the server log)")
+            self._record(item, dumps_entry(entry), "error", time.perf_counter())
+        except Exception:  # noqa: BLE001 - e.g. the database is unwritable: at least free the slot
+            log.exception("could not record the failure of prompt %s", item.prompt_id)
+            with self._lock:
+                self._running = None
+                self._progress.end()
+
+    def _record(self, item: QueueItem, entry_text: str, status: str, started: float) -> None:
         with self._lock:
             evict: list[str] = []
             overflow = len(self._history) + 1 - self._max_history
@@ -428,7 +453,7 @@ class PromptQueue:
             entry = json.loads(entry_text)
             for loop, future in waiters:
                 loop.call_soon_threadsafe(_resolve, future, entry)
-        log.info("prompt %s %s in %.2f s", item.prompt_id, result.status, time.perf_counter() - started)
+        log.info("prompt %s %s in %.2f s", item.prompt_id, status, time.perf_counter() - started)
 
 
 class _QueueSink:
