@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from graphengine.a1111.plan import GenerationPlan, SamplingPass
+from graphengine.a1111.plan import GenerationPlan, HiresFix, SamplingPass
 
 Link = list[Any]  # [node_id, output_index]
 
@@ -190,7 +190,7 @@ def build_iteration(plan: GenerationPlan, iteration: int, *, filename_prefix: st
     return IterationGraph(prompt=b.nodes, outputs=tuple(outputs), seeds=tuple(seeds), samplers=tuple(samplers))
 
 
-def _upscale(b: _Builder, hires: Any, latent: Link, models: _Models, index: int) -> Link:
+def _upscale(b: _Builder, hires: HiresFix, latent: Link, models: _Models, index: int) -> Link:
     crop = "center" if hires.crop else "disabled"
     if hires.upscaler.latent:
         node = b.add(

@@ -68,25 +68,20 @@ class Job:
         return max(1, per_iteration * self.plan.n_iter)
 
     def steps_done(self, node: str | None, value: int) -> int:
-        """Steps completed so far, given the running sampler node and its step value."""
-        done = 0
-        if self.current is not None:
-            per_iteration = self.current.total_steps
-            done = self.iteration * per_iteration
-            for node_id, steps in self.current.samplers:
-                if node_id == node:
-                    return done + value
-                done += steps if self._sampler_finished(node_id, node) else 0
-        return done
+        """Sampling steps completed so far, given the running node and its step value.
 
-    def _sampler_finished(self, node_id: str, running: str | None) -> bool:
-        # Samplers run in id order within one iteration graph (each branch is built before the next).
-        if running is None or self.current is None:
-            return False
-        try:
-            return int(node_id) < int(running)
-        except ValueError:
-            return False
+        Within one iteration graph the samplers run in id order (each image's branch is built, and
+        numbered, before the next), so every sampler numbered below the running node is finished.
+        """
+        if self.current is None:
+            return 0
+        done = self.iteration * self.current.total_steps
+        for node_id, steps in self.current.samplers:
+            if node_id == node:
+                return done + value
+            if node is not None and node.isdigit() and int(node_id) < int(node):
+                done += steps
+        return done
 
 
 class JobTracker:

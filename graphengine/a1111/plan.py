@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from graphengine.a1111.catalog import ModelCatalog, ModelEntry, UnknownModel
 from graphengine.a1111.extra_networks import ExtraNetworkSyntaxError, LoraTag, extract_loras
-from graphengine.a1111.images import BadImage, decode_image, png_base64, prepare_mask, resize_and_fill
+from graphengine.a1111.images import BadImage, DecodedImage, decode_image, png_base64, prepare_mask, resize_and_fill
 from graphengine.a1111.names import NameResolver, SamplerChoice, UnknownSampler
 from graphengine.a1111.options import A1111Options, OptionsStore
 from graphengine.a1111.requests import MAX_SEED, Img2ImgRequest, Txt2ImgRequest, validation_detail
@@ -109,7 +109,6 @@ class GenerationPlan:
     negative_prompt: str
     denoising_strength: float | None
     options: A1111Options
-    extra_params: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -293,7 +292,7 @@ def _init_images(req: Img2ImgRequest, ctx: PlanContext) -> InitImages:
     return InitImages(tuple(payloads), tuple(needs_scale), req.resize_mode, mask, req.inpainting_fill)
 
 
-def decode_or_reject(text: str, field_name: str, ctx: PlanContext) -> Any:
+def decode_or_reject(text: str, field_name: str, ctx: PlanContext) -> DecodedImage:
     try:
         return decode_image(text, field_name, ctx.limits.max_image_pixels)
     except BadImage as exc:

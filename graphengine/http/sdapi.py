@@ -8,10 +8,12 @@ Errors are JSON with a ``detail`` naming the field (what A1111 clients show), ne
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -195,9 +197,6 @@ async def post_options(request: Request) -> Response:
 @handles_rejections
 async def progress(request: Request) -> Response:
     """Progress of the running job, queue length and (with previews on) the current preview image."""
-    import base64
-    import time
-
     a1111 = service(request)
     snapshot = a1111.services.queue.progress()
     job = a1111.jobs.by_prompt(snapshot.running_prompt_id)
