@@ -357,9 +357,10 @@ class Signatures:
         memo: dict[str, tuple[Any, ...]] = {}
         result: dict[str, Signature | None] = {}
         hashed = 0
+        class_flags = self._class_flags
         for node_id, node in nodes.items():
             node_class = node.node_class
-            has_fingerprint, per_id, loose = self._flags(node_class)
+            has_fingerprint, per_id, loose = class_flags.get(node_class) or self._flags(node_class)
             fingerprint = None
             if has_fingerprint:
                 try:

@@ -146,6 +146,7 @@ class Engine:
         if free_memory:
             with self._lock:
                 self.cache.clear()
+                self.validator.forget()
                 self.executor.signatures.clear()
                 self.executor.planner.clear()
 

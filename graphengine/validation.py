@@ -25,6 +25,7 @@ linear time; dependency cycles are reported as ``dependency_cycle`` naming the c
 
 from __future__ import annotations
 
+import marshal
 import math
 import traceback
 from collections.abc import Iterable, Mapping
@@ -62,6 +63,7 @@ class ClassRules:
     rules: tuple[InputRule, ...]
     output_sockets: tuple[str, ...]
     custom_validate: bool
+    fast: tuple[tuple[str, int, bool, InputRule], ...] = ()  # (name, kind, required, rule) per input
 
 
 def rules_for(node_class: type[Node]) -> ClassRules:
@@ -99,6 +101,7 @@ def rules_for(node_class: type[Node]) -> ClassRules:
         rules=tuple(rules),
         output_sockets=tuple(o.socket for o in node_class.outputs_info),
         custom_validate=custom,
+        fast=tuple((r.name, r.kind, r.required, r) for r in rules),
     )
 
 
@@ -169,6 +172,8 @@ class Validator:
         self.env = env
         self._rules: dict[type[Node], ClassRules] = {}
         self.class_map: dict[str, type[Node]] = dict(registry.items())
+        self._last: tuple[bytes, ValidatedPrompt] | None = None
+        self._static: dict[type[Node], bool] = {}
 
     def class_rules(self, node_class: type[Node]) -> ClassRules:
         rules = self._rules.get(node_class)
@@ -179,8 +184,48 @@ class Validator:
     def validate(
         self, prompt: Mapping[str, Any] | Workflow, partial_execution_targets: Iterable[Any] | None = None
     ) -> ValidatedPrompt:
+        targets = _targets(partial_execution_targets)
+        key = None if isinstance(prompt, Workflow) else _snapshot(prompt, targets)
+        last = self._last
+        if key is not None and last is not None and last[0] == key:
+            return last[1]
         workflow = prompt if isinstance(prompt, Workflow) else parse_workflow(prompt)
-        return _Run(self, workflow).validate(partial_execution_targets)
+        result = _Run(self, workflow).validate(targets)
+        if key is not None and all(self.is_static(c) for c in {n.node_class for n in result.nodes.values()}):
+            self._last = (key, result)
+        return result
+
+    def is_static(self, node_class: type[Node]) -> bool:
+        """Whether validating this class depends on nothing but the prompt: no combo lists read from
+        the environment (model files) and no ``validate_inputs`` (which may look at files)."""
+        static = self._static.get(node_class)
+        if static is None:
+            rules = self.class_rules(node_class)
+            static = self._static[node_class] = not rules.custom_validate and not any(
+                callable(r.info.spec.combo) for r in rules.rules
+            )
+        return static
+
+    def forget(self) -> None:
+        """Drop the memo of the last validated prompt."""
+        self._last = None
+
+
+def _targets(partial_execution_targets: Iterable[Any] | None) -> tuple[str, ...] | None:
+    if partial_execution_targets is None:
+        return None
+    if isinstance(partial_execution_targets, (str, int)):
+        partial_execution_targets = [partial_execution_targets]
+    return tuple(str(t) for t in partial_execution_targets)
+
+
+def _snapshot(prompt: Any, targets: tuple[str, ...] | None) -> bytes | None:
+    """An immutable copy of a prompt to recognise an unchanged re-submission (``marshal`` format 2:
+    C speed, equal values encode equally). None for values marshal cannot encode."""
+    try:
+        return marshal.dumps((prompt, targets), 2)
+    except (ValueError, TypeError, RecursionError):
+        return None
 
 
 class _Run:
@@ -212,7 +257,7 @@ class _Run:
 
         outputs = [node_id for node_id, cls in classes.items() if cls.output_node]
         if partial_execution_targets is not None:
-            targets = {str(t) for t in partial_execution_targets}
+            targets = set(partial_execution_targets)
             outputs = [o for o in outputs if o in targets]
         if not outputs:
             raise WorkflowInvalid(
@@ -368,18 +413,17 @@ class _Run:
         links: dict[str, Link] = {}
         sources: list[str] = []
         errors: list[NodeError] = []
-        for rule in class_rules.rules:
-            name = rule.name
+        for name, rule_kind, required, rule in class_rules.fast:
             value = inputs.get(name)
             if value is None:
-                if rule.required:
+                if required:
                     errors.append(
                         NodeError("required_input_missing", "Required input is missing", name, {"input_name": name})
                     )
                 continue
             kind = type(value)
             if kind is str:
-                if rule.kind == K_STRING:  # the common case, inline
+                if rule_kind == K_STRING:  # the common case, inline
                     literals[name] = value
                     continue
             elif kind is list and len(value) == 2 and type(value[0]) is str and type(value[1]) is int and value[1] >= 0:

@@ -358,3 +358,21 @@ def test_coerce_float_string_bool():
     for bad in ("maybe", 2, 1.0, None):
         with pytest.raises((TypeError, ValueError)):
             coerce_bool(bad)
+
+
+def test_unchanged_resubmission_reuses_the_validation(engine):
+    from tests.fakes import chain
+
+    prompt = chain(5)
+    first = engine.validate(prompt)
+    assert engine.validate(prompt) is first
+    prompt["n2"]["inputs"]["b"] = 9  # changed in place: recognised
+    second = engine.validate(prompt)
+    assert second is not first and second.prompt["n2"]["inputs"]["b"] == 9
+    assert engine.validate(prompt, partial_execution_targets=["out"]) is not second
+
+
+def test_classes_whose_checks_read_the_environment_are_always_revalidated(engine):
+    prompt = checked()
+    first = engine.validate(prompt)
+    assert engine.validate(prompt) is not first  # FakeChecked has validate_inputs
