@@ -8,8 +8,8 @@ Conventions (ComfyUI's IMAGE and LATENT):
   ``LatentFormat`` on its side;
 * images whose sides are not multiples of the VAE's downscale (8) are centre-cropped before encoding.
 
-On CUDA, batches are split by an estimate of the memory they need; if the device still runs out of
-memory, decoding (and encoding) retries tile by tile, halving the tile down to a minimum before
+Batches are split by an estimate of the memory they need (free GPU memory, or available RAM on the
+CPU); if the GPU still runs out of memory, decoding (and encoding) retries tile by tile, halving the tile down to a minimum before
 giving up with a clear error. ``tile=`` forces tiling. A half-precision VAE that overflows (NaN/inf
 out, as SDXL's VAE does in float16) is re-run in float32 for that call.
 """
@@ -85,7 +85,7 @@ def _decode_once(autoencoder: torch.nn.Module, latents: torch.Tensor, tile: int 
         for batch in latents.split(_batch_size(latents.shape[0], per_item, device)):
             if step is not None:
                 step()
-            with torch.inference_mode():
+            with torch.no_grad():
                 pieces.append(autoencoder.decode(batch.to(device=device, dtype=dtype)).sample.float().cpu())
         return torch.cat(pieces)
     except _OOM:
@@ -114,7 +114,7 @@ def _decode_tiled(autoencoder: torch.nn.Module, latents: torch.Tensor, tile: int
     def run(part: torch.Tensor) -> torch.Tensor:
         if step is not None:
             step()
-        with torch.inference_mode():
+        with torch.no_grad():
             return autoencoder.decode(part.to(device=device, dtype=dtype)).sample.float().cpu()
 
     return tiled(run, latents, tile=tile, overlap=max(1, tile // 4), scale=ratio)
@@ -146,7 +146,7 @@ def _encode_once(autoencoder: torch.nn.Module, x: torch.Tensor, tile: int | None
     def run(part: torch.Tensor) -> torch.Tensor:
         if step is not None:
             step()
-        with torch.inference_mode():
+        with torch.no_grad():
             return autoencoder.encode(part.to(device=device, dtype=dtype)).latent_dist.mode().float().cpu()
 
     if tile is not None:
@@ -296,20 +296,35 @@ def _retry_tiled(attempt: Callable[[int], torch.Tensor], tile: int, minimum: int
     while True:
         try:
             return attempt(tile)
-        except _OOM:
+        except _OOM as exc:
             _release_cuda()
             if tile // 2 < minimum:
-                raise
+                raise _OOM(f"the VAE ran out of GPU memory even in tiles of {tile} ({exc})") from exc
             tile //= 2
             logger.warning("still out of memory; retrying with tiles of %d", tile)
 
 
 def _batch_size(total: int, bytes_per_item: int, device: torch.device) -> int:
-    """How many items to run at once: all on the CPU; on CUDA as many as ~80% of free memory holds."""
-    if device.type != "cuda":
+    """How many items to run at once: as many as ~80% of the device's free memory holds (all of them
+    when the free memory is unknown)."""
+    free = _free_memory(device)
+    if free is None:
         return total
-    free, _ = torch.cuda.mem_get_info(device)
     return max(1, min(total, int(free * 0.8) // max(1, bytes_per_item)))
+
+
+def _free_memory(device: torch.device) -> int | None:
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    if device.type == "cpu":
+        try:
+            with open("/proc/meminfo", encoding="ascii") as meminfo:
+                for line in meminfo:
+                    if line.startswith("MemAvailable:"):
+                        return int(line.split()[1]) * 1024
+        except (OSError, ValueError, IndexError):
+            return None
+    return None
 
 
 def _dtype_size(dtype: torch.dtype) -> int:

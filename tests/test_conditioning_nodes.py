@@ -129,6 +129,7 @@ def test_plain_prompt_is_the_last_layer_of_the_padded_window(sd1_clip, clip_l, t
     torch.testing.assert_close(entry.pooled, expected.last_hidden_state[:, end_at])
     assert entry.area is None and entry.strength == 1.0 and dict(entry.extras) == {}
     assert sd1_clip.runtime.activations == 1
+    assert not entry.embeds.is_inference()  # samplers may work on it in place
 
 
 def test_emphasis_moves_tokens_away_from_the_empty_prompt(sd1_clip, clip_l, tokenizers, tmp_path) -> None:

@@ -87,7 +87,7 @@ def encode_prompt(clip: Clip, text: str, folders: EmbeddingFolders) -> Condition
         _layout(text, tokenizer, spec, _hidden_size(encoder), folders)
         for tokenizer, spec, encoder in zip(clip.tokenizers, specs, clip.encoders, strict=True)
     ]
-    with clip.activate() as encoders, torch.inference_mode():
+    with clip.activate() as encoders, torch.no_grad():
         outputs = [
             _encode_windows(encoder, layout, spec, clip.skip_layers)
             for encoder, layout, spec in zip(encoders, layouts, specs, strict=True)
