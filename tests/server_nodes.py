@@ -14,6 +14,18 @@ from graphengine.registry import NodePack
 from nodes.sockets import Image
 
 
+class _StepPreview:
+    """A ``ProgressPreview``: a small JPEG-able image whose red channel counts the step."""
+
+    format = "JPEG"
+    max_size = 32
+
+    def __init__(self, step: int):
+        from PIL import Image as PILImage
+
+        self.image = PILImage.new("RGB", (64, 48), (min(step * 10, 255), 0, 0))
+
+
 class ServerText(Node):
     """Reports ``steps`` progress steps (sleeping ``delay`` seconds each) and shows ``text``."""
 
@@ -23,6 +35,7 @@ class ServerText(Node):
     text: str = Input("hello")
     steps: int = Input(0, min=0, max=10_000)
     delay: float = Input(0.0, min=0.0, max=10.0)
+    previews: bool = Input(False, optional=True, tooltip="attach a latent-preview-like image to every step")
 
     class Outputs(NodeOutputs):
         text: str = Output(name="STRING")
@@ -31,7 +44,7 @@ class ServerText(Node):
         for step in range(self.steps):
             if self.delay:
                 time.sleep(self.delay)
-            ctx.progress(step + 1, self.steps)
+            ctx.progress(step + 1, self.steps, _StepPreview(step) if self.previews else None)
         ctx.check_interrupted()
         return self.Outputs(text=self.text, ui={"text": [self.text]})
 

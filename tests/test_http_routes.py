@@ -321,3 +321,17 @@ def test_openapi_describes_every_route_and_docs_page(server: LiveServer, client:
     assert spec["paths"]["/prompt"]["post"]["summary"].startswith("Queue an API-format workflow")
     docs = client.get("/docs")
     assert docs.status_code == 200 and "openapi.json" in docs.text and "<script src=" not in docs.text
+
+
+def test_identical_repost_is_cached_until_free_memory(client: httpx.Client) -> None:
+    prompt = text_prompt(f"free-{uuid.uuid4()}")
+
+    def cached_nodes() -> list[str]:
+        pid = client.post("/prompt", json={"prompt": prompt}).json()["prompt_id"]
+        messages = dict((kind, data) for kind, data in wait_history(client, pid)["status"]["messages"])
+        return messages["execution_cached"]["nodes"]
+
+    assert cached_nodes() == []
+    assert cached_nodes() == ["1"]  # identical re-post: answered from the cache
+    assert client.post("/free", json={"unload_models": True, "free_memory": True}).status_code == 200
+    assert cached_nodes() == []  # the caches were dropped

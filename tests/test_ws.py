@@ -283,3 +283,43 @@ def test_stalled_client_does_not_delay_execution_or_others(tmp_path) -> None:
         # The stalled client's buffer stayed bounded: progress was dropped or the client cut off.
         assert stalled_conn is None or stalled_conn.closed or stalled_conn.dropped > 0
         assert stalled_conn is None or len(stalled_conn.buffer) <= config.ws_max_messages
+
+
+def test_latent_previews_only_reach_clients_that_want_them(server: LiveServer) -> None:
+    ids = {name: uuid.uuid4().hex for name in ("legacy", "metadata", "opted_in")}
+    flags = {"legacy": None, "metadata": {"supports_preview_metadata": True}, "opted_in": {"latent_previews": True}}
+
+    async def scenario() -> dict[str, list[bytes]]:
+        frames: dict[str, list[bytes]] = {}
+        sockets = {}
+        for name, client_id in ids.items():
+            sockets[name] = await connect(server.ws_url(client_id))
+            await sockets[name].recv()
+            if flags[name] is not None:
+                await sockets[name].send(json.dumps({"type": "feature_flags", "data": flags[name]}))
+                assert json.loads(await sockets[name].recv())["type"] == "feature_flags"
+        for name, client_id in ids.items():
+            prompt = {"1": {"class_type": "ServerText",
+                            "inputs": {"text": f"pv-{client_id}", "steps": 3, "delay": 0.0, "previews": True}}}
+            answer = await asyncio.to_thread(_post, server, {"prompt": prompt, "client_id": client_id})
+            frames[name] = []
+            await receive_json_until(sockets[name], finished(answer["prompt_id"]), binary=frames[name])
+        for ws in sockets.values():
+            await ws.close()
+        return frames
+
+    frames = asyncio.run(scenario())
+    assert frames["legacy"] == []  # API clients treat every binary frame as a result: send none
+    assert len(frames["metadata"]) == 3
+    for frame in frames["metadata"]:
+        event, meta_len = struct.unpack(">II", frame[:8])
+        meta = json.loads(frame[8:8 + meta_len])
+        assert event == 4 and meta["image_type"] == "image/jpeg" and meta["node_id"] == "1"
+        assert frame[8 + meta_len:8 + meta_len + 2] == b"\xff\xd8"
+    assert len(frames["opted_in"]) == 3
+    from io import BytesIO
+
+    from PIL import Image
+
+    assert all(struct.unpack(">II", f[:8]) == (1, 1) for f in frames["opted_in"])
+    assert Image.open(BytesIO(frames["opted_in"][0][8:])).size == (32, 24)  # fitted into max_size
