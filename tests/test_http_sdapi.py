@@ -251,6 +251,15 @@ def test_bad_img2img_bodies(client: httpx.Client, body: dict[str, Any], field: s
     assert history_count(client) == before
 
 
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [({"image": "@@@"}, 400), ({"image": base64.b64encode(b"text").decode()}, 400), ({"image": bodies.png_b64(9000, 8000)}, 400), ({}, 422)],
+)
+def test_bad_png_info_bodies(client: httpx.Client, body: dict[str, Any], status: int) -> None:
+    response = client.post("/sdapi/v1/png-info", json=body)
+    assert response.status_code == status and response.json()["detail"].startswith("image:")
+
+
 @pytest.mark.parametrize("raw", [b"{not json", b"[1, 2]", b'"text"'])
 def test_bodies_that_are_not_objects(client: httpx.Client, raw: bytes) -> None:
     response = client.post("/sdapi/v1/txt2img", content=raw)

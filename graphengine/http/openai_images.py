@@ -81,7 +81,8 @@ async def _answer(request: Request, kind: str, body: dict[str, Any], response_fo
     ran_downstream = False
     if registry.has_servers:
         try:
-            answer = await registry.post(f"sdapi/v1/{kind}", body)
+            forwarded = {key: value for key, value in body.items() if value is not None}
+            answer = await registry.post(f"sdapi/v1/{kind}", forwarded)
         except DownstreamUnavailable as exc:
             if not await run_in_threadpool(a1111.catalog.names, "checkpoints"):
                 return openai_error(502, f"no downstream image server could answer: {exc}")

@@ -401,16 +401,22 @@ async def memory(request: Request) -> Response:
     return JSONResponse(await run_in_threadpool(_memory))
 
 
-def _png_info(data: bytes) -> dict[str, Any]:
+def _png_info(data: bytes, max_pixels: int) -> dict[str, Any]:
     import io
+    import warnings
 
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            chunks = {str(k): v for k, v in getattr(image, "text", {}).items() if isinstance(v, str)}
-            info_text = image.info.get("parameters") if isinstance(image.info.get("parameters"), str) else None
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                width, height = image.size
+                if width * height > max_pixels:
+                    raise Rejected(400, f"image: {width}x{height} is over the limit of {max_pixels} pixels")
+                chunks = {str(k): v for k, v in getattr(image, "text", {}).items() if isinstance(v, str)}
+                info_text = image.info.get("parameters") if isinstance(image.info.get("parameters"), str) else None
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as exc:
         raise Rejected(400, f"image: not a readable image ({exc})") from None
     info = chunks.pop("parameters", info_text) or ""
     return {"info": info, "items": chunks, "parameters": parse_infotext(info) if info else {}}
@@ -424,7 +430,7 @@ async def png_info(request: Request) -> Response:
         data = decode_base64(req.image, "image")
     except BadImage as exc:
         raise Rejected(400, str(exc)) from None
-    return JSONResponse(await run_in_threadpool(_png_info, data))
+    return JSONResponse(await run_in_threadpool(_png_info, data, service(request).limits.max_image_pixels))
 
 
 async def unload_checkpoint(request: Request) -> Response:
