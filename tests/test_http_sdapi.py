@@ -42,6 +42,9 @@ def test_sillytavern_auto_flow(client: httpx.Client) -> None:
     options = client.get("/sdapi/v1/options", headers=headers).json()
     titles = [m["title"] for m in client.get("/sdapi/v1/sd-models", headers=headers).json()]
     assert options["sd_model_checkpoint"] in titles and "forge_preset" not in options
+    # webuiapi's util_get_current_model: the sd-models entry whose sha256 == options.sd_checkpoint_hash
+    models = client.get("/sdapi/v1/sd-models").json()
+    assert [m["title"] for m in models if m["sha256"] == options["sd_checkpoint_hash"]] == [options["sd_model_checkpoint"]]
     assert "DPM++ 2M" in [s["name"] for s in client.get("/sdapi/v1/samplers", headers=headers).json()]
     assert "karras" in [s["name"] for s in client.get("/sdapi/v1/schedulers", headers=headers).json()]
     before = history_count(client)

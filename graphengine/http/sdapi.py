@@ -180,7 +180,7 @@ async def get_options(request: Request) -> Response:
     a1111 = service(request)
     current = await run_in_threadpool(a1111.current_checkpoint)
     entry = await run_in_threadpool(a1111.catalog.entry, "checkpoints", current) if current else None
-    return JSONResponse(a1111.options.as_json(current, entry.short_hash if entry else None))
+    return JSONResponse(a1111.options.as_json(current, entry.sha256 if entry else None))  # full sha256, as A1111
 
 
 @handles_rejections
