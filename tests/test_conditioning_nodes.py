@@ -250,6 +250,20 @@ def test_sdxl_embedding_uses_the_tensor_for_each_encoder(sdxl_clip, clip_l, clip
     torch.testing.assert_close(encode(clip, "embedding:wyrm", tmp_path).embeds, encode(clip, "dragon", tmp_path).embeds)
 
 
+def test_a1111_pickle_embedding_loads_only_with_the_opt_in(sd1_clip, clip_l, tokenizers, tmp_path, monkeypatch) -> None:
+    folder = tmp_path / "embeddings"
+    folder.mkdir()
+    words = word_ids(tokenizers[0], "tabby cat")
+    vectors = clip_l.embeddings.token_embedding.weight[words].detach().clone()
+    torch.save({"string_to_param": {"*": vectors}, "name": "tabby"}, folder / "tabby.pt")
+    clip = clip_with_embeddings(sd1_clip, folder)
+    monkeypatch.delenv("GRAPHENGINE_ALLOW_PICKLE", raising=False)
+    with pytest.raises(NodeInputError, match="tabby.pt is a pickle file"):
+        encode(clip, "embedding:tabby", tmp_path)
+    monkeypatch.setenv("GRAPHENGINE_ALLOW_PICKLE", "1")
+    torch.testing.assert_close(encode(clip, "embedding:tabby", tmp_path).embeds, encode(clip, "tabby cat", tmp_path).embeds)
+
+
 def test_missing_embedding_is_ignored_like_comfyui(sd1_clip, tmp_path) -> None:
     folder = tmp_path / "embeddings"
     folder.mkdir()
@@ -267,7 +281,10 @@ def test_missing_embedding_is_ignored_like_comfyui(sd1_clip, tmp_path) -> None:
         ("legacy.pt", b"not really a pickle", "pickle"),
     ],
 )
-def test_unusable_embedding_file_is_a_clear_error(sd1_clip, tmp_path, file_name: str, content: bytes, message: str) -> None:
+def test_unusable_embedding_file_is_a_clear_error(
+    sd1_clip, tmp_path, monkeypatch, file_name: str, content: bytes, message: str
+) -> None:
+    monkeypatch.delenv("GRAPHENGINE_ALLOW_PICKLE", raising=False)
     folder = tmp_path / "embeddings"
     folder.mkdir()
     (folder / file_name).write_bytes(content)
