@@ -174,6 +174,8 @@ class Validator:
         self.class_map: dict[str, type[Node]] = dict(registry.items())
         self._last: tuple[bytes, ValidatedPrompt] | None = None
         self._static: dict[type[Node], bool] = {}
+        # node id → what checking it produced last time, to reuse while its inputs stay the same
+        self.node_memo: dict[str, _NodeMemo] = {}
 
     def class_rules(self, node_class: type[Node]) -> ClassRules:
         rules = self._rules.get(node_class)
@@ -207,8 +209,9 @@ class Validator:
         return static
 
     def forget(self) -> None:
-        """Drop the memo of the last validated prompt."""
+        """Drop the memos of the last validated prompt."""
         self._last = None
+        self.node_memo = {}
 
 
 def _targets(partial_execution_targets: Iterable[Any] | None) -> tuple[str, ...] | None:
@@ -228,10 +231,26 @@ def _snapshot(prompt: Any, targets: tuple[str, ...] | None) -> bytes | None:
         return None
 
 
+@dataclass(slots=True, eq=False)
+class _NodeMemo:
+    """One node's check, reusable while its class, raw inputs (an immutable ``marshal`` snapshot),
+    title and the classes of the nodes its links point at stay the same."""
+
+    node_class: type[Node]
+    snapshot: bytes
+    title: str | None
+    link_targets: tuple[tuple[str, type[Node] | None], ...]
+    sources: tuple[str, ...]
+    checked: CheckedNode | None
+    errors: tuple[NodeError, ...]
+
+
 class _Run:
     """The state of validating one prompt."""
 
     def __init__(self, validator: Validator, workflow: Workflow):
+        self.previous_memo = validator.node_memo
+        self.memo: dict[str, _NodeMemo] = {}
         self.validator = validator
         self.env = validator.env
         self.workflow = workflow
@@ -273,6 +292,7 @@ class _Run:
             )
 
         valid, order = self._traverse(outputs)
+        self.validator.node_memo = self.memo
         good = [o for o in outputs if valid.get(o)]
         bad = [o for o in outputs if not valid.get(o)]
         node_errors = self._node_errors(bad) if bad else {}
@@ -406,12 +426,35 @@ class _Run:
         wnode = self.workflow.nodes[node_id]
         node_class = self.classes[node_id]
         validator = self.validator
-        class_rules = validator._rules.get(node_class) or validator.class_rules(node_class)
         inputs = wnode.raw_inputs
         classes = self.classes
+        snapshot = None
+        if validator.is_static(node_class):
+            try:
+                snapshot = marshal.dumps(inputs, 2)
+            except (ValueError, TypeError):
+                snapshot = None
+            old = self.previous_memo.get(node_id)
+            if (
+                old is not None
+                and snapshot is not None
+                and old.node_class is node_class
+                and old.snapshot == snapshot
+                and old.title == wnode.title
+                and all(classes.get(source) is source_class for source, source_class in old.link_targets)
+            ):
+                self.memo[node_id] = old
+                self.sources[node_id] = old.sources
+                if old.checked is not None:
+                    self.checked[node_id] = old.checked
+                else:
+                    self.errors[node_id] = list(old.errors)
+                return
+        class_rules = validator._rules.get(node_class) or validator.class_rules(node_class)
         literals: dict[str, Any] = {}
         links: dict[str, Link] = {}
         sources: list[str] = []
+        link_targets: list[str] = []
         errors: list[NodeError] = []
         for name, rule_kind, required, rule in class_rules.fast:
             value = inputs.get(name)
@@ -435,6 +478,7 @@ class _Run:
             if kind is Link:
                 source_id, slot = value
                 source_class = classes.get(source_id)
+                link_targets.append(source_id)
                 if source_class is None:
                     errors.append(self._bad_link(rule, value, f"node '{source_id}' does not exist"))
                     continue
@@ -482,11 +526,22 @@ class _Run:
                 errors.append(error)
         if class_rules.custom_validate and not errors:
             errors.extend(self._custom(node_class, literals))
-        self.sources[node_id] = tuple(sources)
+        source_ids = self.sources[node_id] = tuple(sources)
+        checked = None
         if errors:
             self.errors[node_id] = errors
         else:
-            self.checked[node_id] = CheckedNode(node_id, node_class, literals, links, wnode.title)
+            checked = self.checked[node_id] = CheckedNode(node_id, node_class, literals, links, wnode.title)
+        if snapshot is not None:
+            self.memo[node_id] = _NodeMemo(
+                node_class,
+                snapshot,
+                wnode.title,
+                tuple([(source, classes.get(source)) for source in link_targets]),
+                source_ids,
+                checked,
+                tuple(errors),
+            )
 
     def _literal(self, node_class: type[Node], rule: InputRule, value: Any, literals: dict[str, Any]) -> NodeError | None:
         kind = rule.kind

@@ -376,3 +376,25 @@ def test_classes_whose_checks_read_the_environment_are_always_revalidated(engine
     prompt = checked()
     first = engine.validate(prompt)
     assert engine.validate(prompt) is not first  # FakeChecked has validate_inputs
+
+
+def test_incremental_validation_rechecks_what_changed_and_what_it_links_to(engine):
+    prompt = {
+        "1": {"class_type": "FakeInt", "inputs": {"value": 1}},
+        "2": {"class_type": "FakeAdd", "inputs": {"a": ["1", 0], "b": 2}},
+        "3": {"class_type": "FakeOutput", "inputs": {"value": ["2", 0]}},
+    }
+    first = engine.validate(prompt)
+    prompt["2"]["inputs"]["b"] = 5
+    second = engine.validate(prompt)
+    assert second.nodes["1"] is first.nodes["1"]  # unchanged: reused
+    assert second.nodes["2"].literals == {"b": 5}
+    # the consumer's own inputs are unchanged, but what it links to changed class: checked again
+    prompt["1"] = {"class_type": "FakeLatentSource", "inputs": {}}
+    error = only_error(body_of(engine, prompt))
+    assert error["type"] == "return_type_mismatch" and error["details"].startswith("a, received_type(FAKE_LATENT)")
+    # and a link to a node that appears later is re-resolved
+    prompt = {"3": {"class_type": "FakeOutput", "inputs": {"value": ["9", 0]}}}
+    assert only_error(body_of(engine, prompt))["type"] == "bad_linked_input"
+    prompt["9"] = {"class_type": "FakeInt", "inputs": {"value": 4}}
+    assert engine.validate(prompt).outputs == ("3",)
