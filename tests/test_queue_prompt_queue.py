@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from pathlib import Path
@@ -53,6 +54,8 @@ def test_priority_order_persists_across_reopen(tmp_path: Path, engine: Engine) -
     assert (a.number, b.number, c.number, d.number) == (0, 1, -2, 0.5)
     order = [item.prompt_id for item in queue.pending_items()]
     assert order == [c.prompt_id, a.prompt_id, d.prompt_id, b.prompt_id]
+    assert json.loads(queue.queue_json_text()) == queue.queue_json()
+    assert [item[1] for item in queue.queue_json()["queue_pending"]] == order
     queue.close()
     assert b"secret" not in (tmp_path / "queue.sqlite3").read_bytes()  # sensitive keys never stored
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.metadata
-import json
 import os
 import platform
 import sys
@@ -113,7 +112,7 @@ async def get_queue(request: Request) -> Response:
     """Running and pending items, each ``[number, prompt_id, prompt, extra_data, outputs_to_execute]``."""
     queue = _services(request).queue
     # thousands of items take a while to serialize: keep that off the event loop
-    return json_text(await run_in_threadpool(lambda: json.dumps(queue.queue_json(), separators=(",", ":"))))
+    return json_text(await run_in_threadpool(queue.queue_json_text))
 
 
 @describe(body="json", responses={200: "empty body"})

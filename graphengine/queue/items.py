@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +34,14 @@ class QueueItem:
 
     def to_json(self) -> list[Any]:
         return [self.number, self.prompt_id, self.prompt, self.extra_data, self.outputs]
+
+    def json_text(self) -> str:
+        """``to_json()`` serialized once and kept (``GET /queue`` joins thousands of these)."""
+        text = self.__dict__.get("_json_text")
+        if text is None:
+            text = json.dumps(self.to_json(), separators=(",", ":"))
+            self.__dict__["_json_text"] = text
+        return text
 
     def to_record(self) -> dict[str, Any]:
         return {

@@ -223,6 +223,12 @@ class PromptQueue:
         with self._lock:
             return self._running
 
+    def queue_json_text(self) -> str:
+        """The ``GET /queue`` body as JSON text, from each item's cached serialization."""
+        running = self.running_item()
+        pending = ",".join(item.json_text() for item in self.pending_items())
+        return f'{{"queue_running":[{running.json_text() if running else ""}],"queue_pending":[{pending}]}}'
+
     def queue_json(self) -> dict[str, list[Any]]:
         running = self.running_item()
         return {
