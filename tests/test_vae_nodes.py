@@ -288,3 +288,31 @@ def test_real_checkpoint_vae_round_trip_through_the_model_runtime(tmp_path) -> N
         torch.testing.assert_close(latent.samples, raw_encode(autoencoder, pixels), atol=1e-4, rtol=1e-4)
     image = VAEDecode(samples=latent, vae=vae).run(Context(tmp_path)).image.pixels
     assert image.shape == (2, 40, 24, 3) and 0 <= float(image.min()) and float(image.max()) <= 1
+
+
+def test_batches_are_split_when_memory_is_short(autoencoder, monkeypatch) -> None:
+    latents = torch.randn(3, 4, 4, 4)
+    whole = _vae_ops.decode(autoencoder, latents)
+    monkeypatch.setattr(_vae_ops, "DECODE_ELEMENTS_PER_CELL", 2**50)  # "one image barely fits"
+    calls: list[int] = []
+    original = autoencoder.decode
+
+    def counting(z: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        calls.append(z.shape[0])
+        return original(z, *args, **kwargs)
+
+    monkeypatch.setattr(autoencoder, "decode", counting)
+    torch.testing.assert_close(_vae_ops.decode(autoencoder, latents), whole, atol=1e-5, rtol=1e-5)
+    assert calls == [1, 1, 1]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_half_precision_matches_cpu(tmp_path) -> None:
+    cpu = tiny_autoencoder()
+    gpu = tiny_autoencoder().to("cuda", torch.float16)
+    latents = torch.randn(2, 4, 8, 8)
+    torch.testing.assert_close(_vae_ops.decode(gpu, latents), _vae_ops.decode(cpu, latents), atol=2e-2, rtol=0)
+    torch.testing.assert_close(_vae_ops.decode(gpu, latents, tile=4), _vae_ops.decode(cpu, latents, tile=4), atol=2e-2, rtol=0)
+    pixels = gradient_image(1, 64, 64)
+    torch.testing.assert_close(_vae_ops.encode(gpu, pixels), _vae_ops.encode(cpu, pixels), atol=5e-2, rtol=0)
