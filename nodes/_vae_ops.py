@@ -9,9 +9,10 @@ Conventions (ComfyUI's IMAGE and LATENT):
 * images whose sides are not multiples of the VAE's downscale (8) are centre-cropped before encoding.
 
 Batches are split by an estimate of the memory they need (free GPU memory, or available RAM on the
-CPU); if the GPU still runs out of memory, decoding (and encoding) retries tile by tile, halving the tile down to a minimum before
-giving up with a clear error. ``tile=`` forces tiling. A half-precision VAE that overflows (NaN/inf
-out, as SDXL's VAE does in float16) is re-run in float32 for that call.
+CPU). If the GPU still runs out of memory, decoding (and encoding) retries tile by tile, halving the
+tile down to a minimum before giving up with a clear error; ``tile=`` forces tiling. A
+half-precision VAE that overflows (NaN/inf out, as SDXL's VAE does in float16) is re-run in float32
+for that call.
 """
 
 from __future__ import annotations
