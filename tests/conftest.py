@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from graphengine.engine import Engine, build_environment
-from tests.fakes import Recorder
-from tests.fakes import pack as fake_pack
+# ``tests.*`` helpers import as a package also when pytest is started as ``pytest`` (not ``python -m``).
+_REPOSITORY = str(Path(__file__).resolve().parents[1])
+if _REPOSITORY not in sys.path:
+    sys.path.insert(0, _REPOSITORY)
+
+from graphengine.engine import Engine, build_environment  # noqa: E402
+from tests.fakes import Recorder  # noqa: E402
+from tests.fakes import pack as fake_pack  # noqa: E402
 
 
 @pytest.fixture
