@@ -9,8 +9,10 @@ on an SDXL-shaped micro checkpoint at 64×64 for 2 steps (1024² × 25 steps tak
 from __future__ import annotations
 
 import base64
+import time
 from typing import Any
 
+import httpx
 import pytest
 
 from graphengine.templates import TemplateStore, find_occurrences, render
@@ -18,6 +20,7 @@ from graphengine.templates.store import BUNDLED_DIR
 from tests.e2e_support import (
     MICRO_NAME,
     MicroWorld,
+    ServedApp,
     b64,
     gradient_png,
     micro_world,  # noqa: F401  (session fixture)
@@ -123,3 +126,31 @@ def test_sdxl_template_runs_on_an_sdxl_shaped_micro_checkpoint(world: MicroWorld
         assert run.status == "success", run.error
         images = [image for output in run.outputs.values() for image in output.get("images", [])]
         assert images and read_png(world.file_of(images[0]))[0] == (64, 64)
+
+
+def test_upload_then_run_the_upload_template_over_http(world: MicroWorld) -> None:
+    """Talemate's flow with a template: ``POST /upload/image`` into a subfolder, then
+    ``POST /templates/image-to-image-upload/run`` naming ``subfolder/name``; the result is viewable."""
+    with ServedApp(world) as server, httpx.Client(base_url=server.base, timeout=30) as client:
+        uploaded = client.post(
+            "/upload/image",
+            files={"image": ("e2e upload.png", gradient_png(70, 50), "image/png")},
+            data={"type": "input", "subfolder": "e2e-uploads", "overwrite": "true"},
+        )
+        assert uploaded.status_code == 200, uploaded.text
+        stored = uploaded.json()
+        image = f"{stored['subfolder']}/{stored['name']}"
+        response = client.post("/templates/image-to-image-upload/run",
+                               json={"model": MICRO_NAME, "image": image, "steps": 2, "seed": 3})
+        assert response.status_code == 200, response.text
+        prompt_id = response.json()["prompt_id"]
+        deadline = time.monotonic() + 60
+        while not (entry := client.get(f"/history/{prompt_id}").json()):
+            assert time.monotonic() < deadline, "the template run never finished"
+            time.sleep(0.05)
+        item = entry[prompt_id]
+        assert item["status"]["status_str"] == "success"
+        assert item["prompt"][2]["10"]["inputs"]["image"] == image
+        output = item["outputs"]["9"]["images"][0]
+        view = client.get("/view", params=output)
+        assert view.status_code == 200 and read_png(view.content)[0] == (64, 64)

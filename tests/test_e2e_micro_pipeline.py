@@ -162,6 +162,30 @@ def test_lora_strength_and_embedding_content_change_the_image(world: MicroWorld)
     assert baseline != no_emphasis
 
 
+def test_lora_leaves_the_base_model_untouched(world: MicroWorld) -> None:
+    """A LoRA patches copies: the plain checkpoint gives the same image before, after, and beside it."""
+    engine = world.engine
+    plain = base_graph(seed=13)
+    with_lora = base_graph(seed=13)
+    with_lora["10"] = {"class_type": "LoraLoader", "inputs": {"model": ["4", 0], "clip": ["4", 1], "lora_name": LORA,
+                                                               "strength_model": 1.0, "strength_clip": 1.0}}
+    with_lora["3"]["inputs"]["model"] = ["10", 0]
+    with_lora["6"]["inputs"]["clip"] = ["10", 1]
+    with_lora["7"]["inputs"]["clip"] = ["10", 1]
+    before = pixels_of(world, ok(engine.run(plain)))
+    patched = pixels_of(world, ok(engine.run(with_lora)))
+    after_run = ok(engine.run(plain))
+    assert "3" in after_run.executed and pixels_of(world, after_run) == before != patched
+
+    side_by_side = {**with_lora, **{f"2{k}": v for k, v in plain.items() if k in ("3", "6", "7", "8", "9")}}
+    side_by_side["23"] = {"class_type": "KSampler", "inputs": {**plain["3"]["inputs"], "positive": ["26", 0],
+                                                               "negative": ["27", 0]}}
+    side_by_side["28"] = {"class_type": "VAEDecode", "inputs": {"samples": ["23", 0], "vae": ["4", 2]}}
+    side_by_side["29"] = {"class_type": "PreviewImage", "inputs": {"images": ["28", 0]}}
+    both = ok(engine.run(side_by_side))
+    assert pixels_of(world, both, "29") == before and pixels_of(world, both, "9") == patched
+
+
 # --- samplers, schedulers, KSamplerAdvanced, latents on disk ---------------------------------------------
 
 
