@@ -83,10 +83,20 @@ def small_prompt(n: int) -> dict[str, Any]:
     return {"1": {"class_type": "ServerText", "inputs": {"text": f"item {n}", "steps": 0, "delay": 0.0}}}
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (load-independent, unlike wall time)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def measure_startup(root: Path, repeat: int) -> dict[str, Any]:
-    times = []
+    times, cpu = [], []
     for i in range(repeat):
         process, seconds = start_server(root / f"start{i}", free_port(), None)  # the built-in packs
+        try:
+            cpu.append(cpu_seconds(process.pid))
+        except OSError:
+            pass
         stop(process)
         times.append(seconds)
     check = subprocess.run(
@@ -95,6 +105,8 @@ def measure_startup(root: Path, repeat: int) -> dict[str, Any]:
          f"create_app(ServerConfig(data_dir={str(root / 'torchcheck')!r})); print('torch' in sys.modules)"],
         cwd=REPO, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
     return {"start_to_accepting_s_median": statistics.median(times), "start_runs_s": times,
+            "start_cpu_s_median": statistics.median(cpu) if cpu else None,
+            "load_average_1min": os.getloadavg()[0],
             "torch_imported_at_start": check.stdout.strip() == "True"}
 
 
@@ -256,6 +268,8 @@ def main() -> None:
     s, d, w = results["startup"], results["depth"], results["websocket"]
     rows = [
         ("process start → accepting (median)", f"{s['start_to_accepting_s_median']:.2f} s", "≤ 2 s"),
+        ("  … CPU time used until accepting (median)", f"{s['start_cpu_s_median']:.2f} s", ""),
+        ("  … machine load average (1 min)", f"{s['load_average_1min']:.1f}", ""),
         ("torch imported at start", str(s["torch_imported_at_start"]), "False"),
         ("enqueue throughput (8 connections)", f"{d['enqueue_per_s']:.0f} prompts/s", "≥ 300/s"),
         (f"POST /prompt p50 / p99 at depth {d['depth']}",
