@@ -23,10 +23,13 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    root = tmp_path_factory.mktemp("sdapi")
-    models = make_models(root / "models", lora=True)
-    with pipeline_server(root, models, preview_method="latent2rgb") as live:
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_models(tmp_path_factory.mktemp("sdapi_models") / "models", lora=True)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterator[LiveServer]:
+    with pipeline_server(tmp_path_factory.mktemp("sdapi"), models_dir, preview_method="latent2rgb") as live:
         yield live
 
 
@@ -152,6 +155,30 @@ def test_lora_tag_loads_the_lora_and_hires_fix(client: httpx.Client) -> None:
     )
     assert hires.status_code == 200, hires.text
     assert decode_png(hires.json()["images"][0]).size == (96, 96)
+
+
+@pytest.mark.parametrize(
+    ("path", "change", "size"),
+    [
+        ("/sdapi/v1/txt2img", {"enable_hr": True, "hr_upscaler": "Lanczos", "hr_resize_x": 96, "hr_resize_y": 72}, (96, 72)),
+        ("/sdapi/v1/txt2img", {"enable_hr": True, "hr_upscaler": "Latent (nearest-exact)", "hr_scale": 1.25}, (80, 80)),
+        ("/sdapi/v1/txt2img", {"enable_hr": True, "hr_upscaler": "None", "hr_sampler_name": "Heun", "hr_scheduler": "Karras"}, (128, 128)),
+        ("/sdapi/v1/img2img", {"resize_mode": 1}, (64, 64)),
+        ("/sdapi/v1/img2img", {"resize_mode": 2}, (64, 64)),
+        ("/sdapi/v1/img2img", {"resize_mode": 3}, (64, 64)),
+        ("/sdapi/v1/img2img", {"mask": "MASK", "inpainting_fill": 0, "mask_blur": 0}, (64, 64)),
+        ("/sdapi/v1/img2img", {"mask": "MASK", "inpainting_fill": 2, "inpainting_mask_invert": 1}, (64, 64)),
+    ],
+)
+def test_graph_variants_run(client: httpx.Client, path: str, change: dict[str, Any], size: tuple[int, int]) -> None:
+    body = bodies.webuiapi_txt2img(seed=3) | {"hr_second_pass_steps": 1}
+    if path.endswith("img2img"):
+        body = bodies.webuiapi_img2img(image_b64=bodies.png_b64(96, 48))
+    if change.get("mask") == "MASK":
+        change = change | {"mask": bodies.png_b64(96, 48, color=(255, 255, 255))}
+    response = client.post(path, json=body | change)
+    assert response.status_code == 200, response.text
+    assert decode_png(response.json()["images"][0]).size == size
 
 
 def test_progress_and_interrupt_during_a_job(server: LiveServer, client: httpx.Client) -> None:
@@ -339,3 +366,22 @@ def test_auth_matrix(tmp_path: Path, auth: AuthSettings, headers: dict[str, str]
             flags = c.get("/sdapi/v1/cmd-flags", headers=headers)
             if status == 200:
                 assert "p" not in flags.json().values() and "tok" not in flags.text.replace("token", "")
+
+
+def test_talemate_sdnext_with_bearer_and_basic_auth(tmp_path: Path, models_dir: Path) -> None:
+    """Talemate's SD.Next backend: ``Authorization: Bearer <key>`` or standard Basic (user + key)."""
+    auth = AuthSettings(mode="bearer", token="sdnext-key")
+    with pipeline_server(tmp_path, models_dir, auth=auth) as live, httpx.Client(base_url=live.base, timeout=120) as c:
+        bearer = {"Authorization": "Bearer sdnext-key"}
+        basic = {"Authorization": "Basic " + base64.b64encode(b"talemate:sdnext-key").decode()}
+        for headers in (bearer, basic):
+            title = c.get("/sdapi/v1/sd-models", headers=headers).json()[0]["title"]
+            assert c.get("/sdapi/v1/samplers", headers=headers).status_code == 200
+            response = c.post("/sdapi/v1/txt2img", json=bodies.talemate_sdnext_txt2img(model=title), headers=headers)
+            assert response.status_code == 200, response.text
+            decode_png(response.json()["images"][0])
+        before = len(c.get("/history", headers=bearer).json())
+        refused = c.post("/sdapi/v1/txt2img", json=bodies.talemate_sdnext_txt2img())
+        assert refused.status_code == 401 and "sdnext-key" not in refused.text
+        assert len(c.get("/history", headers=bearer).json()) == before
+        assert c.post("/sdapi/v1/interrupt", headers=bearer).status_code == 200
