@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from graphengine.files import PathRejected, confine, confine_subfolder, write_atomically
-from graphengine.http.bodies import BadBody, bool_query, read_json, require_object
+from graphengine.http.bodies import bool_query, read_json, require_object
 from graphengine.http.openapi import describe
 from graphengine.http.responses import empty_ok, error_body
 
@@ -258,5 +258,3 @@ def routes() -> list[BaseRoute]:
         Route("/userdata/{file:path}", delete_userdata_file, methods=["DELETE"]),
     ]
 
-
-__all__ = ["routes", "BadBody"]

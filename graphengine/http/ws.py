@@ -24,6 +24,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from graphengine.events import Event, ExecutionInterrupted, PreviewImage, Progress
@@ -186,13 +187,13 @@ class WebSocketHub:
         self._encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="graphengine-preview")
 
     async def close(self) -> None:
-        loop, self._loop = self._loop, None
+        """Stop accepting events and close every socket ("going away")."""
+        self._loop = None
         for conn in list(self._all):
             conn.close_soon(1001)
         await asyncio.sleep(0)
         if self._encoder is not None:
             self._encoder.shutdown(wait=False, cancel_futures=True)
-        del loop
 
     @property
     def client_count(self) -> int:
@@ -229,7 +230,7 @@ class WebSocketHub:
         if client_id is not None:
             conn = self._by_id.get(client_id)
             return [conn] if conn is not None else []
-        if isinstance(event, BROADCAST_IF_NO_CLIENT) or (isinstance(event, PreviewImage)):
+        if isinstance(event, (*BROADCAST_IF_NO_CLIENT, PreviewImage)):
             return list(self._all)
         return []
 
@@ -316,8 +317,6 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         client_id = uuid.uuid4().hex
     elif not valid_client_id(client_id):
         body = error_body("invalid_client_id", "clientId must be 1-128 letters, digits, '.', '_', ':' or '-'")
-        from starlette.responses import JSONResponse
-
         try:
             await websocket.send_denial_response(JSONResponse(body, status_code=400))
         except RuntimeError:
