@@ -11,6 +11,7 @@ Exit status: 0 success, 1 invalid workflow or failed run, 2 bad arguments or unr
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import sys
@@ -105,6 +106,9 @@ def _handle(args: argparse.Namespace) -> int:
         raise UsageError("give a WORKFLOW file or template name, or --default")
     data_dir, models_dir = options.data_dir(args), options.models_dir(args)
     engine = Engine(cache=cache, data_dir=data_dir, models_dir=models_dir)
+    # Everything imported so far lives as long as the process: keep it out of the garbage
+    # collector's full scans, which otherwise grow with every module the node packs load.
+    gc.freeze()
     try:
         if args.default:
             prompt = default_job(args)
