@@ -48,7 +48,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     auth.add_argument("--admin-token", default=None, help="separate credential for admin routes ($GRAPHENGINE_ADMIN_TOKEN)")
     auth.add_argument("--allow-insecure-public", action="store_true",
                       help="allow a non-loopback bind without authentication (e.g. behind an auth proxy)")
-    net = parser.add_argument_group("cross-origin and proxies")
+    net = parser.add_argument_group("network")
+    net.add_argument("--tls-keyfile", type=Path, default=None, help="serve HTTPS/WSS with this key (needs --tls-certfile)")
+    net.add_argument("--tls-certfile", type=Path, default=None, help="certificate for --tls-keyfile")
     net.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
                      help="extra Host header name to accept (reverse proxies); repeatable")
     net.add_argument("--enable-cors-header", nargs="?", const="*", default=None, metavar="ORIGIN",
@@ -100,6 +102,8 @@ def build_config(args: argparse.Namespace):  # -> ServerConfig (imported lazily)
 
 def _handle(args: argparse.Namespace) -> int:
     try:
+        if (args.tls_keyfile is None) != (args.tls_certfile is None):
+            raise ValueError("--tls-keyfile and --tls-certfile must be given together")
         config = build_config(args)
         config.check_startable()
     except ValueError as exc:
@@ -112,7 +116,7 @@ def _handle(args: argparse.Namespace) -> int:
     Path(config.data_dir).mkdir(parents=True, exist_ok=True)
     app = create_app(config)
     level = logging.getLogger().getEffectiveLevel()
-    log.warning("graphengine serving on http://%s:%d (auth: %s, data: %s)",
+    log.warning("graphengine serving on %s://%s:%d (auth: %s, data: %s)", "https" if args.tls_certfile else "http",
                 config.host if ":" not in config.host else f"[{config.host}]", config.port,
                 config.auth.mode, config.data_dir)
     uvicorn.run(
@@ -124,5 +128,7 @@ def _handle(args: argparse.Namespace) -> int:
         ws_max_size=16 * 1024 * 1024,
         timeout_graceful_shutdown=5,
         lifespan="on",
+        ssl_keyfile=str(args.tls_keyfile) if args.tls_keyfile else None,
+        ssl_certfile=str(args.tls_certfile) if args.tls_certfile else None,
     )
     return 0
