@@ -2,8 +2,8 @@
 
 ``SAMPLER_NAMES`` and ``SCHEDULER_NAMES`` are exactly ComfyUI's ``KSampler.SAMPLERS`` /
 ``KSampler.SCHEDULERS`` (baseline v0.3.64, in order), so ``/object_info`` shows clients the list they
-expect. ``IMPLEMENTED_SAMPLERS`` is the subset graphengine runs; the others are refused at validation
-with a clear message (see ``unsupported_sampler_message``).
+expect. ``IMPLEMENTED_SAMPLERS`` is the subset graphengine runs (today: all of them); a listed name
+outside it would be refused at validation with a clear message (``unsupported_sampler_message``).
 """
 
 from __future__ import annotations
