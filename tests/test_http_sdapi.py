@@ -128,10 +128,14 @@ def test_webuiapi_img2img_inpaint_with_data_urls_and_png_info(client: httpx.Clie
     buffer = io.BytesIO()
     mask.save(buffer, format="PNG")
     mask_b64 = base64.b64encode(buffer.getvalue()).decode()
-    body = bodies.webuiapi_img2img(image_b64=bodies.png_b64(color=(30, 60, 220)), mask_b64=mask_b64)
+    body = bodies.webuiapi_img2img(image_b64=bodies.png_b64(color=(30, 60, 220)), mask_b64=mask_b64) | {"mask_blur": 2}
     response = client.post("/sdapi/v1/img2img", json=body)
     assert response.status_code == 200, response.text
     image = response.json()["images"][0]
+    result = decode_png(image).convert("RGB")
+    # outside the (blurred) mask the source is kept exactly, as A1111 overlays it; inside it is repainted
+    assert result.getpixel((2, 2)) == (30, 60, 220) and result.getpixel((60, 61)) == (30, 60, 220)
+    assert result.getpixel((32, 32)) != (30, 60, 220)
     info = client.post("/sdapi/v1/png-info", json={"image": "data:image/png;base64," + image}).json()
     assert "ETN_LoadMaskBase64" in info["items"]["prompt"]  # our graph is in the PNG
 

@@ -137,3 +137,36 @@ def prepare_mask(mask: PILImage.Image, width: int, height: int, *, mode: int, bl
     if blur > 0:
         canvas = canvas.filter(ImageFilter.GaussianBlur(blur))
     return png_base64(canvas)
+
+
+def place(image: PILImage.Image, width: int, height: int, mode: int) -> PILImage.Image:
+    """``image`` on a ``width``×``height`` canvas with the resize mode's geometry (0 stretch, 1 crop)."""
+    from PIL import Image
+
+    x, y, w, h = fit_geometry(image.width, image.height, width, height, mode if mode in (0, 1) else 0)
+    canvas = Image.new("RGB", (width, height))
+    canvas.paste(image.convert("RGB").resize((w, h), Image.Resampling.LANCZOS), (x, y))
+    return canvas
+
+
+def overlay_unmasked(generated_png: bytes, original: PILImage.Image, mask_b64: str) -> bytes:
+    """A1111's inpainting overlay: the original where the mask is black, blended along its blur.
+
+    The generated PNG's text chunks (our workflow) are kept.
+    """
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    with Image.open(io.BytesIO(generated_png)) as opened:
+        generated = opened.convert("RGB")
+        chunks = {k: v for k, v in getattr(opened, "text", {}).items() if isinstance(v, str)}
+    mask = Image.open(io.BytesIO(base64.b64decode(mask_b64))).convert("L")
+    if original.size != generated.size or mask.size != generated.size:
+        return generated_png
+    result = Image.composite(generated, original.convert("RGB"), mask)
+    info = PngInfo()
+    for key, value in chunks.items():
+        info.add_text(key, value)
+    buffer = io.BytesIO()
+    result.save(buffer, format="PNG", pnginfo=info, compress_level=1)
+    return buffer.getvalue()

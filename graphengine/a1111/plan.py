@@ -17,7 +17,15 @@ from pydantic import ValidationError
 
 from graphengine.a1111.catalog import ModelCatalog, ModelEntry, UnknownModel
 from graphengine.a1111.extra_networks import ExtraNetworkSyntaxError, LoraTag, extract_loras
-from graphengine.a1111.images import BadImage, DecodedImage, decode_image, png_base64, prepare_mask, resize_and_fill
+from graphengine.a1111.images import (
+    BadImage,
+    DecodedImage,
+    decode_image,
+    place,
+    png_base64,
+    prepare_mask,
+    resize_and_fill,
+)
 from graphengine.a1111.names import NameResolver, SamplerChoice, UnknownSampler
 from graphengine.a1111.options import A1111Options, OptionsStore
 from graphengine.a1111.requests import MAX_SEED, Img2ImgRequest, Txt2ImgRequest, validation_detail
@@ -86,6 +94,7 @@ class InitImages:
     resize_mode: int
     mask: str | None
     inpainting_fill: int
+    placed: tuple[Any, ...] = ()  # the sources as PIL images at the target size (inpainting overlay)
 
 
 @dataclass(frozen=True)
@@ -268,16 +277,20 @@ def _hires(req: Txt2ImgRequest, first: SamplingPass, ctx: PlanContext, positive:
 
 
 def _init_images(req: Img2ImgRequest, ctx: PlanContext) -> InitImages:
-    payloads, needs_scale = [], []
+    payloads, needs_scale, placed = [], [], []
     for index, text in enumerate(req.init_images):
         decoded = decode_or_reject(text, f"init_images.{index}", ctx)
         same_size = (decoded.width, decoded.height) == (req.width, req.height)
         if req.resize_mode == 2 and not same_size:
-            payloads.append(png_base64(resize_and_fill(decoded.image, req.width, req.height)))
+            filled = resize_and_fill(decoded.image, req.width, req.height)
+            payloads.append(png_base64(filled))
             needs_scale.append(False)
+            placed.append(filled)
         else:
             payloads.append(decoded.base64)
             needs_scale.append(not same_size)
+            if req.mask:
+                placed.append(place(decoded.image, req.width, req.height, req.resize_mode))
     mask = None
     if req.mask:
         decoded_mask = decode_or_reject(req.mask, "mask", ctx)
@@ -289,7 +302,9 @@ def _init_images(req: Img2ImgRequest, ctx: PlanContext) -> InitImages:
             blur=req.mask_blur,
             invert=bool(req.inpainting_mask_invert),
         )
-    return InitImages(tuple(payloads), tuple(needs_scale), req.resize_mode, mask, req.inpainting_fill)
+    return InitImages(
+        tuple(payloads), tuple(needs_scale), req.resize_mode, mask, req.inpainting_fill, tuple(placed) if mask else ()
+    )
 
 
 def decode_or_reject(text: str, field_name: str, ctx: PlanContext) -> DecodedImage:

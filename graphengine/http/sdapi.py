@@ -26,7 +26,7 @@ from starlette.routing import BaseRoute, Route
 
 from graphengine.a1111 import responses as models
 from graphengine.a1111.catalog import UnknownModel
-from graphengine.a1111.images import BadImage, decode_base64
+from graphengine.a1111.images import BadImage, decode_base64, overlay_unmasked
 from graphengine.a1111.infotext import info_json, parse_infotext
 from graphengine.a1111.jobs import GenerationFailed, Job, run_job
 from graphengine.a1111.plan import IMAGE_UPSCALERS, LATENT_UPSCALE_MODES, RequestRejected, plan_generation
@@ -117,6 +117,11 @@ async def generate(request: Request, body: dict[str, Any], model: type[Txt2ImgRe
         images = await run_job(a1111.services, a1111.jobs, job, filename_prefix=prefix)
     except GenerationFailed as exc:
         raise Rejected(exc.status, exc.message) from None
+    init = plan.init
+    if init is not None and init.mask is not None and init.placed:
+        for index, image in enumerate(images):  # A1111 keeps the unmasked part of the source exactly
+            source = init.placed[index % len(init.placed)]
+            image.png = await run_in_threadpool(overlay_unmasked, image.png, source, init.mask)
     return req, plan, images
 
 
