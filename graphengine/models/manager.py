@@ -13,8 +13,10 @@
   retries once; if it still fails, ``ModelOutOfMemory`` explains what did not fit.
 - ``free()`` offloads GPU-resident modules; ``unload_all()`` also forgets every loaded file.
 
-GPU-only paths (CUDA placement, SDPA attention processors, channels_last, optional ``torch.compile``)
-are marked ``# GPU path``; on CPU they are skipped and everything runs in float32.
+Dtypes: on CUDA the UNet and text encoders are stored in fp16 (``GRAPHENGINE_DTYPE=bf16|fp32`` to
+change) and the VAE in bf16 (fp32 where the GPU lacks bf16), since the SD/SDXL VAE overflows in fp16;
+on CPU everything is float32. GPU-only paths (CUDA placement, SDPA attention processors,
+channels_last, optional ``torch.compile`` with ``GRAPHENGINE_COMPILE=1``) are marked ``# GPU path``.
 """
 
 from __future__ import annotations
