@@ -3,7 +3,8 @@
 * Initial noise: ``torch.randn`` on a CPU generator seeded with the seed, float32, the latent's shape
   in one call; with ``batch_index``, one ``[1, C, H, W]`` draw per index up to the largest, picked.
 * Per-step noise of ancestral samplers: a generator on the latent's device seeded with the seed
-  (plus one on the CPU, as current ComfyUI does so that it differs from the initial noise).
+  (plus one on the CPU, as current ComfyUI does so that it differs from the initial noise; see
+  ``CPU_STEP_SEED_OFFSET``).
 * SDE samplers: a torchsde Brownian tree on the CPU, seeded with the seed, queried per interval.
 * ``ddim``'s inpainting noise: a CPU generator seeded with seed + 1.
 """
@@ -16,6 +17,11 @@ from collections.abc import Callable, Sequence
 import torch
 
 SEED_MASK = 0xFFFF_FFFF_FFFF_FFFF
+
+CPU_STEP_SEED_OFFSET = 1
+"""Per-step noise on the CPU uses seed + 1, as ComfyUI does since PR #11528 (Dec 2025). ComfyUI
+v0.3.64 used the seed itself, so on CPU the first ancestral noise repeated the initial noise (issue
+#9819: over-noisy CPU images). On CUDA both versions use the seed itself on the device generator."""
 
 NoiseSampler = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """``noise(sigma, sigma_next)`` → a standard-normal tensor shaped like the latent."""
@@ -58,7 +64,7 @@ def step_noise_sampler(x: torch.Tensor, seed: int | None) -> NoiseSampler:
     if seed is None:
         generator = None
     else:
-        generator = _generator(seed + 1 if x.device.type == "cpu" else seed, x.device)
+        generator = _generator(seed + CPU_STEP_SEED_OFFSET if x.device.type == "cpu" else seed, x.device)
     shape, dtype, device = x.size(), x.dtype, x.device
 
     def sample(sigma: torch.Tensor, sigma_next: torch.Tensor) -> torch.Tensor:
