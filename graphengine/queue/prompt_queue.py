@@ -87,6 +87,7 @@ class PromptQueue:
         self._heap: list[tuple[tuple[float, str], int, str]] = []
         self._running: QueueItem | None = None
         self._history: dict[str, str] = {}  # prompt_id -> entry JSON text, oldest first
+        self._whole_history: str | None = None  # cached GET /history body; None after any change
         self._waiters: dict[str, list[tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]]] = {}
         self._counter = 0
         self._seq = 0
@@ -111,6 +112,7 @@ class PromptQueue:
             text = dumps_entry(interrupted_by_crash_entry(item, now_ms()))
             self._store.finish(item.prompt_id, text)
             self._history[item.prompt_id] = text
+            self._whole_history = None
         if state.pending:
             log.info("restored %d pending prompt(s) from %s", len(state.pending), self._store.path)
 
@@ -311,6 +313,9 @@ class PromptQueue:
     def history_json(self, max_items: int | None = None, offset: int = -1, prompt_id: str | None = None) -> str:
         """The ``GET /history`` body as JSON text (ComfyUI's max_items/offset semantics)."""
         with self._lock:
+            whole = prompt_id is None and max_items is None and offset < 0
+            if whole and self._whole_history is not None:
+                return self._whole_history  # SillyTavern polls the full history every 100 ms
             if prompt_id is not None:
                 text = self._history.get(prompt_id)
                 pairs = [(prompt_id, text)] if text is not None else []
@@ -321,7 +326,10 @@ class PromptQueue:
                 start = max(offset, 0)
                 end = len(ids) if max_items is None else start + max(max_items, 0)
                 pairs = [(pid, self._history[pid]) for pid in ids[start:end]]
-        return "{" + ",".join(f"{json.dumps(pid)}:{text}" for pid, text in pairs) + "}"
+            body = "{" + ",".join(f"{json.dumps(pid)}:{text}" for pid, text in pairs) + "}"
+            if whole:
+                self._whole_history = body
+            return body
 
     def history_items(self) -> list[tuple[str, str]]:
         with self._lock:
@@ -333,11 +341,13 @@ class PromptQueue:
             self._store.delete_history(present)
             for pid in present:
                 del self._history[pid]
+            self._whole_history = None
 
     def clear_history(self) -> None:
         with self._lock:
             self._store.clear_history()
             self._history.clear()
+            self._whole_history = None
 
     async def wait(self, prompt_id: str, timeout: float | None = None) -> dict[str, Any]:
         """The history entry once the prompt has finished. KeyError if unknown or deleted."""
@@ -448,6 +458,7 @@ class PromptQueue:
             for pid in evict:
                 del self._history[pid]
             self._history[item.prompt_id] = entry_text
+            self._whole_history = None
             self._running = None
             self._interrupt_requested.discard(item.prompt_id)
             self._progress.end()
