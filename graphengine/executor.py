@@ -42,6 +42,7 @@ from graphengine.events import (
     PreviewImage,
     Progress,
 )
+from graphengine.gc_pause import gc_paused
 from graphengine.interrupt import InterruptFlag
 from graphengine.node import Node, NodeOutputs, ProgressPreview
 from graphengine.plan import Plan, Planner
@@ -362,7 +363,8 @@ class Executor:
         validated = state.validated
         run = state.run
         nodes = validated.nodes
-        signatures = self.signatures.compute(nodes, self.env)
+        with gc_paused():  # bookkeeping only: node code runs with the collector as it was
+            signatures, plan = self.signatures.compute(nodes, self.env), self.planner.plan(validated)
         cache = self.cache
         cache.begin({s for s in signatures.values() if s is not None})
         values: dict[str, tuple[list[Any], ...]] = {}
@@ -381,7 +383,6 @@ class Executor:
                 run.outputs[node_id] = ui
         state.record(ExecutionCached(state.prompt_id, nodes=tuple(cached)))
 
-        plan = self.planner.plan(validated)
         heap = _needed(plan, validated.outputs, values)
         heapq.heapify(heap)
         order = plan.order

@@ -35,6 +35,7 @@ from typing import Any
 
 from graphengine.environment import Environment
 from graphengine.errors import NodeError, WorkflowInvalid
+from graphengine.gc_pause import gc_paused
 from graphengine.node import ANY_TYPE, InputInfo, Node, combo_values, input_config
 from graphengine.registry import NodeRegistry
 from graphengine.workflow import InvalidValue, Link, Workflow, invalid_prompt, parse_value, parse_workflow
@@ -191,8 +192,9 @@ class Validator:
         last = self._last
         if key is not None and last is not None and last[0] == key:
             return last[1]
-        workflow = prompt if isinstance(prompt, Workflow) else parse_workflow(prompt)
-        result = _Run(self, workflow).validate(targets)
+        with gc_paused():
+            workflow = prompt if isinstance(prompt, Workflow) else parse_workflow(prompt)
+            result = _Run(self, workflow).validate(targets)
         if key is not None and all(self.is_static(c) for c in {n.node_class for n in result.nodes.values()}):
             self._last = (key, result)
         return result
