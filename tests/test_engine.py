@@ -87,3 +87,24 @@ def test_a_long_chain_runs_without_recursion(engine):
     run = engine.run(prompt)
     assert run.ok and run.outputs == {"out": {"values": [29_999]}}
     assert len(run.executed) == 30_000
+
+
+def test_engine_work_leaves_no_reference_cycles(make_engine):
+    import gc
+
+    engine = make_engine()
+    prompt = chain(50)
+    engine.run(prompt)  # warm: classes, rules, pools
+    gc.collect()
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for value in (2, 3):
+            prompt["n0"]["inputs"]["value"] = value
+            validated = engine.validate(prompt)
+            assert engine.execute(validated, prompt_id=f"p{value}").ok
+        del validated
+        assert gc.collect() == 0
+    finally:
+        if enabled:
+            gc.enable()
