@@ -349,3 +349,9 @@ def test_area_outside_the_latent_is_a_clear_error(model):
     outside = text(3, area=(8, 8, 16, 0))
     with pytest.raises(ValueError, match="lies outside the 8x8 latent"):
         sample_latent(model, combine(POS, outside), NEG, empty(), settings(steps=1))
+
+
+def test_text_embeddings_of_the_wrong_width_are_a_clear_error(model):
+    wide = Conditioning((ConditioningEntry(embeds=torch.randn(1, 77, 768)),))
+    with pytest.raises(ValueError, match="768-wide text embeddings but this model expects 32-wide"):
+        sample_latent(model, wide, NEG, empty(), settings(steps=1))

@@ -73,6 +73,12 @@ def _encode(
     context = entry.embeds.to(device)
     if context.ndim == 2:
         context = context.unsqueeze(0)
+    expected = getattr(getattr(denoiser.unet, "config", None), "cross_attention_dim", None)
+    if isinstance(expected, int) and context.shape[-1] != expected:
+        raise ValueError(
+            f"the conditioning holds {context.shape[-1]}-wide text embeddings but this model expects "
+            f"{expected}-wide ones: encode the prompt with the CLIP of the same checkpoint family"
+        )
     if not denoiser.uses_text_time:
         return ModelInputs(context=context)
     if entry.pooled is None:
