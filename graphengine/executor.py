@@ -352,10 +352,11 @@ class Executor:
         except _NodeFailure as failure:
             state.background.join()
             self._failed(state, failure.node.id, failure.node.class_type, failure.exc, failure.inputs)
-        except BaseException as exc:  # an engine bug: report it as an error, never raise
+        except BaseException as exc:  # an engine bug, or a node raising SystemExit & co: report, never raise
             log.exception("internal error while executing prompt %s", prompt_id)
             state.background.join()
-            self._failed(state, "", "", exc, {})
+            current = state.current
+            self._failed(state, current.id if current else "", current.class_type if current else "", exc, {})
         run.seconds = time.perf_counter() - started
         return run
 

@@ -265,3 +265,22 @@ def test_fast_constructor_builds_what_model_construct_builds():
         assert list(fast.__dict__.items()) == list(reference.__dict__.items())
         assert fast.model_fields_set == reference.model_fields_set
         assert fast == reference
+
+
+def test_a_node_raising_system_exit_fails_the_prompt_not_the_process(engine):
+    from nodes.utility import PreviewAny
+
+    class Exiting(PreviewAny):
+        class_type = "Exiting"
+
+        def run(self, ctx):
+            raise SystemExit(3)
+
+    from graphengine.registry import NodePack, NodeRegistry
+    from graphengine.validation import Validator
+
+    engine.registry = NodeRegistry([*engine.registry.packs, NodePack("exit", (Exiting,))])
+    engine.validator = Validator(engine.registry, engine.env)
+    run = engine.run({"1": {"class_type": "Exiting", "inputs": {"source": 1}}})
+    assert run.status == "error"
+    assert run.error.data()["node_id"] == "1" and run.error.data()["exception_type"] == "SystemExit"
