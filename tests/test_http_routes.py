@@ -320,7 +320,12 @@ def test_openapi_describes_every_route_and_docs_page(server: LiveServer, client:
                         assert method.lower() in spec["paths"][route.path], (method, route.path)
     assert spec["paths"]["/prompt"]["post"]["summary"].startswith("Queue an API-format workflow")
     docs = client.get("/docs")
-    assert docs.status_code == 200 and "openapi.json" in docs.text and "<script src=" not in docs.text
+    assert docs.status_code == 200 and "openapi.json" in docs.text and "SwaggerUIBundle" in docs.text
+    assert "http://" not in docs.text and "https://" not in docs.text  # no CDN: everything is served here
+    bundle = client.get("/docs/swagger-ui-bundle.js")
+    assert bundle.status_code == 200 and bundle.headers["content-type"].startswith("text/javascript")
+    assert client.get("/docs/swagger-ui.css").status_code == 200
+    assert client.get("/docs/..%2Fopenapi.py").status_code == 404
 
 
 def test_identical_repost_is_cached_until_free_memory(client: httpx.Client) -> None:

@@ -1,4 +1,4 @@
-"""OpenAPI 3.1 document generated from the app's route table, and a self-contained ``/docs`` page.
+"""OpenAPI 3.1 document generated from the app's route table, and Swagger UI at ``/docs`` (vendored).
 
 Every route is listed (so nothing can hide from the docs): summary and description come from the
 endpoint's docstring, path parameters from the path, and anything a handler declares with
@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import inspect
 import re
+from pathlib import Path
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 
 _PARAM = re.compile(r"{([^}:]+)(?::[^}]+)?}")
@@ -123,51 +124,44 @@ async def openapi_json(request: Request) -> JSONResponse:
     return JSONResponse(request.app.state.openapi)
 
 
+SWAGGER_UI_DIR = Path(__file__).resolve().parent / "swagger_ui"
+SWAGGER_UI_FILES = {
+    "swagger-ui-bundle.js": "text/javascript; charset=utf-8",
+    "swagger-ui.css": "text/css; charset=utf-8",
+    "favicon-32x32.png": "image/png",
+}
+
 DOCS_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>graphengine API</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<style>
-body{font:14px/1.45 system-ui,sans-serif;margin:0;background:#f6f7f9;color:#1d2330}
-header{background:#1d2330;color:#fff;padding:14px 24px}header h1{margin:0;font-size:20px}
-main{max-width:1100px;margin:0 auto;padding:16px 24px}
-input{width:100%;padding:8px;font-size:14px;box-sizing:border-box;margin-bottom:12px}
-details{background:#fff;border:1px solid #d8dce3;border-radius:6px;margin:6px 0}
-summary{cursor:pointer;padding:8px 12px;display:flex;gap:12px;align-items:center}
-.m{font-weight:700;font-family:monospace;min-width:64px;text-align:center;border-radius:4px;padding:2px 6px;color:#fff}
-.get{background:#2f7bd9}.post{background:#2c9b5a}.delete{background:#c94040}.put{background:#b07a12}.patch{background:#7a4fc9}
-.p{font-family:monospace}.s{color:#5b6373}.body{padding:4px 16px 12px}table{border-collapse:collapse}
-td{border-top:1px solid #eceef2;padding:4px 8px;vertical-align:top}code{font-family:monospace}
-</style></head><body><header><h1>graphengine API</h1><div id="info"></div></header>
-<main><input id="q" placeholder="filter routes…" autocomplete="off"><div id="ops">loading…</div></main>
+<link rel="stylesheet" href="docs/swagger-ui.css"><link rel="icon" href="docs/favicon-32x32.png">
+</head><body><div id="swagger-ui"></div>
+<script src="docs/swagger-ui-bundle.js"></script>
 <script>
-const esc = s => String(s ?? "").replace(/[&<>"']/g, c => ({"&":"&amp;","<":"&lt;",">":"&gt;",'"':"&quot;","'":"&#39;"}[c]));
-fetch("openapi.json").then(r => r.json()).then(spec => {
-  document.getElementById("info").textContent = spec.info.description;
-  const rows = [];
-  for (const [path, ops] of Object.entries(spec.paths))
-    for (const [method, op] of Object.entries(ops)) rows.push({path, method, op});
-  const box = document.getElementById("ops");
-  const render = filter => {
-    box.innerHTML = rows.filter(r => !filter || (r.path + " " + r.method + " " + r.op.summary).toLowerCase().includes(filter))
-      .map(({path, method, op}) => `<details><summary><span class="m ${method}">${method.toUpperCase()}</span>
-        <span class="p">${esc(path)}</span><span class="s">${esc(op.summary)}</span></summary><div class="body">
-        ${op.description ? `<p>${esc(op.description).replace(/\\n/g, "<br>")}</p>` : ""}
-        ${(op.parameters || []).length ? `<table>${op.parameters.map(p => `<tr><td><code>${esc(p.name)}</code></td><td>${esc(p.in)}</td><td>${esc(p.description)}</td></tr>`).join("")}</table>` : ""}
-        ${op.requestBody ? `<p>Body: <code>${esc(Object.keys(op.requestBody.content).join(", "))}</code></p>` : ""}
-        <p>Responses: ${Object.entries(op.responses).map(([k, v]) => `<code>${esc(k)}</code> ${esc(v.description)}`).join("; ")}</p>
-        </div></details>`).join("");
-  };
-  render("");
-  document.getElementById("q").addEventListener("input", e => render(e.target.value.toLowerCase()));
-}).catch(e => { document.getElementById("ops").textContent = "could not load openapi.json: " + e; });
+window.ui = SwaggerUIBundle({url: "openapi.json", dom_id: "#swagger-ui", deepLinking: true,
+  presets: [SwaggerUIBundle.presets.apis], layout: "BaseLayout", validatorUrl: null});
 </script></body></html>
 """
 
 
 async def docs_page(request: Request) -> HTMLResponse:
-    """Interactive documentation of every route (rendered from /openapi.json, no external assets)."""
+    """Swagger UI for every route (vendored, served from this server: no external assets)."""
     return HTMLResponse(DOCS_PAGE, headers={"Cache-Control": "no-cache"})
 
 
+async def docs_asset(request: Request) -> Response:
+    """Swagger UI's script, stylesheet and icon."""
+    name = request.path_params["name"]
+    media_type = SWAGGER_UI_FILES.get(name)
+    if media_type is None:
+        return JSONResponse({"error": {"type": "not_found", "message": f"no docs asset {name!r}",
+                                       "details": "", "extra_info": {}}}, status_code=404)
+    return FileResponse(SWAGGER_UI_DIR / name, media_type=media_type, headers={"Cache-Control": "public, max-age=86400"})
+
+
 def routes() -> list[BaseRoute]:
-    return [Route("/openapi.json", openapi_json, methods=["GET"]), Route("/docs", docs_page, methods=["GET"])]
+    return [
+        Route("/openapi.json", openapi_json, methods=["GET"]),
+        Route("/docs", docs_page, methods=["GET"]),
+        Route("/docs/{name}", docs_asset, methods=["GET"]),
+    ]
