@@ -530,21 +530,21 @@ class Executor:
 
 
 def _needed(plan: Plan, outputs: tuple[str, ...], available: Mapping[str, Any]) -> list[int]:
-    """Plan indices of the nodes the outputs need: upstream through non-lazy links, stopping at
-    nodes whose outputs are already available (cached)."""
+    """Plan indices of the nodes to visit: the outputs (cached ones replay their UI) and what they
+    need upstream through non-lazy links, stopping at nodes whose outputs are cached (as ComfyUI's
+    execution list does)."""
     index = plan.index
     strong = plan.strong_sources
-    seen: set[str] = set()
-    stack = list(outputs)
-    result = []
+    seen = set(outputs)
+    stack = [o for o in outputs if o not in available]
+    result = [index[o] for o in outputs]
     while stack:
-        node_id = stack.pop()
-        if node_id in seen:
-            continue
-        seen.add(node_id)
-        result.append(index[node_id])
-        if node_id not in available:
-            stack.extend(strong[node_id])
+        for source in strong[stack.pop()]:
+            if source not in seen:
+                seen.add(source)
+                if source not in available:
+                    result.append(index[source])
+                    stack.append(source)
     return result
 
 
