@@ -128,13 +128,12 @@ SWAGGER_UI_DIR = Path(__file__).resolve().parent / "swagger_ui"
 SWAGGER_UI_FILES = {
     "swagger-ui-bundle.js": "text/javascript; charset=utf-8",
     "swagger-ui.css": "text/css; charset=utf-8",
-    "favicon-32x32.png": "image/png",
 }
 
 DOCS_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>graphengine API</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<link rel="stylesheet" href="docs/swagger-ui.css"><link rel="icon" href="docs/favicon-32x32.png">
+<link rel="stylesheet" href="docs/swagger-ui.css">
 </head><body><div id="swagger-ui"></div>
 <script src="docs/swagger-ui-bundle.js"></script>
 <script>
@@ -150,7 +149,7 @@ async def docs_page(request: Request) -> HTMLResponse:
 
 
 async def docs_asset(request: Request) -> Response:
-    """Swagger UI's script, stylesheet and icon."""
+    """Swagger UI's script and stylesheet."""
     name = request.path_params["name"]
     media_type = SWAGGER_UI_FILES.get(name)
     if media_type is None:
