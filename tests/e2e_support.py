@@ -25,6 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DIR = REPO.parent / "shared"
 SILLYTAVERN_DIR = SHARED_DIR / "fixtures" / "sillytavern"
 MICRO_NAME = "micro.safetensors"
+MICRO_SDXL_NAME = "micro-sdxl.safetensors"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -56,6 +57,15 @@ class MicroWorld:
         directory = self.models_dir / folder
         directory.mkdir(parents=True, exist_ok=True)
         return directory / name
+
+    def micro_sdxl(self) -> str:
+        """The name of an SDXL-shaped micro checkpoint in the checkpoints folder (made on first use)."""
+        target = self.model_file("checkpoints", MICRO_SDXL_NAME)
+        if not target.is_file():
+            from graphengine.models.checkpoint_maker import make_checkpoint
+
+            make_checkpoint(target, "micro_sdxl", seed=0)
+        return MICRO_SDXL_NAME
 
 
 _WORLD = pytest.StashKey[MicroWorld]()
@@ -182,6 +192,7 @@ class ServedApp:
 
 __all__ = [
     "MICRO_NAME",
+    "MICRO_SDXL_NAME",
     "PNG_MAGIC",
     "REPO",
     "SHARED_DIR",

@@ -28,7 +28,6 @@ from tests.e2e_support import (
 )
 
 SDXL_TEMPLATES = {"sdxl-text-to-image"}
-MICRO_SDXL = "e2e-micro-sdxl.safetensors"
 
 
 def bundled_store() -> TemplateStore:
@@ -114,13 +113,9 @@ def test_sdxl_template_renders_and_validates_with_its_defaults(world: MicroWorld
 
 @pytest.mark.slow
 def test_sdxl_template_runs_on_an_sdxl_shaped_micro_checkpoint(world: MicroWorld) -> None:
-    from graphengine.models.checkpoint_maker import make_checkpoint
-
-    target = world.model_file("checkpoints", MICRO_SDXL)
-    if not target.is_file():
-        make_checkpoint(target, "micro_sdxl", seed=0)
+    model = world.micro_sdxl()
     for name in SDXL_TEMPLATES:
-        values = values_for(name, model=MICRO_SDXL, width=64, height=64, steps=2, seed=4)
+        values = values_for(name, model=model, width=64, height=64, steps=2, seed=4)
         prompt = render(bundled_store().get(name).template, values, world.engine.registry)
         run = world.engine.run(prompt)
         assert run.status == "success", run.error

@@ -343,6 +343,24 @@ def test_corrupt_or_wrong_checkpoints_fail_clearly_and_the_next_prompt_succeeds(
         assert ok(world.engine.run(base_graph(seed=len(name))))
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("mixed", ["sd1-model-sdxl-text", "sdxl-model-sd1-text"])
+def test_conditioning_from_another_model_family_is_a_clear_error(world: MicroWorld, mixed: str) -> None:
+    """A prompt encoded by one family's CLIP fed to the other family's UNet: the sampler names the
+    mismatch instead of failing inside a matrix multiply."""
+    graph = base_graph()
+    graph["40"] = {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": world.micro_sdxl()}}
+    if mixed == "sd1-model-sdxl-text":
+        graph["6"]["inputs"]["clip"] = graph["7"]["inputs"]["clip"] = ["40", 1]
+    else:
+        graph["3"]["inputs"]["model"] = ["40", 0]
+    run = world.engine.run(graph)
+    assert run.status == "error" and run.error.node_type == "KSampler"
+    message = run.error.exception_message
+    assert "mat1 and mat2" not in message and "conditioning" in message and "CLIP" in message
+    ok(world.engine.run(base_graph(seed=77)))
+
+
 @pytest.mark.parametrize(
     ("payload", "cause"),
     [
