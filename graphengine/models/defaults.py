@@ -1,6 +1,6 @@
 """The default model: a random-weight ``small`` checkpoint made on first run when no checkpoint exists.
 
-``ensure_default_checkpoint(models_dir)`` writes ``checkpoints/graphengine-small.safetensors``
+``ensure_default_checkpoint(models_dir)`` writes ``checkpoints/graphengine-default.safetensors``
 (SD1.5-compatible, about 570 MB, seed 0) unless the checkpoints folder already holds a model, and
 returns the name clients should use. Importing this module does not import torch.
 """
@@ -12,7 +12,7 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_CHECKPOINT = "graphengine-small.safetensors"
+DEFAULT_CHECKPOINT = "graphengine-default.safetensors"
 DEFAULT_ARCH = "small"
 
 
