@@ -65,6 +65,7 @@ class ClassRules:
     output_sockets: tuple[str, ...]
     custom_validate: bool
     fast: tuple[tuple[str, int, bool, InputRule], ...] = ()  # (name, kind, required, rule) per input
+    socket_of: dict[str, str] = field(default_factory=dict)  # input name → socket type ("COMBO" for combos)
 
 
 def rules_for(node_class: type[Node]) -> ClassRules:
@@ -103,6 +104,7 @@ def rules_for(node_class: type[Node]) -> ClassRules:
         output_sockets=tuple(o.socket for o in node_class.outputs_info),
         custom_validate=custom,
         fast=tuple((r.name, r.kind, r.required, r) for r in rules),
+        socket_of={r.name: r.socket for r in rules},
     )
 
 
@@ -175,8 +177,10 @@ class Validator:
         self.class_map: dict[str, type[Node]] = dict(registry.items())
         self._last: tuple[bytes, ValidatedPrompt] | None = None
         self._static: dict[type[Node], bool] = {}
-        # node id → what checking it produced last time, to reuse while its inputs stay the same
-        self.node_memo: dict[str, _NodeMemo] = {}
+        # node id → (class, marshal snapshot of its raw inputs, title, CheckedNode) of its last
+        # successful check: reused while class, inputs and title are the same and its links still
+        # reach sources of matching types (re-checked on reuse, cheaply).
+        self.node_memo: dict[str, tuple[Any, ...]] = {}
 
     def class_rules(self, node_class: type[Node]) -> ClassRules:
         rules = self._rules.get(node_class)
@@ -233,26 +237,12 @@ def _snapshot(prompt: Any, targets: tuple[str, ...] | None) -> bytes | None:
         return None
 
 
-@dataclass(slots=True, eq=False)
-class _NodeMemo:
-    """One node's check, reusable while its class, raw inputs (an immutable ``marshal`` snapshot),
-    title and the classes of the nodes its links point at stay the same."""
-
-    node_class: type[Node]
-    snapshot: bytes
-    title: str | None
-    link_targets: tuple[tuple[str, type[Node] | None], ...]
-    sources: tuple[str, ...]
-    checked: CheckedNode | None
-    errors: tuple[NodeError, ...]
-
-
 class _Run:
     """The state of validating one prompt."""
 
     def __init__(self, validator: Validator, workflow: Workflow):
         self.previous_memo = validator.node_memo
-        self.memo: dict[str, _NodeMemo] = {}
+        self.memo: dict[str, tuple[Any, ...]] = {}
         self.validator = validator
         self.env = validator.env
         self.workflow = workflow
@@ -440,23 +430,24 @@ class _Run:
             if (
                 old is not None
                 and snapshot is not None
-                and old.node_class is node_class
-                and old.snapshot == snapshot
-                and old.title == wnode.title
-                and all(classes.get(source) is source_class for source, source_class in old.link_targets)
+                and old[0] is node_class
+                and old[1] == snapshot
+                and old[2] == wnode.title
+                and self._links_still_match(old[3])
             ):
+                checked = old[3]
                 self.memo[node_id] = old
-                self.sources[node_id] = old.sources
-                if old.checked is not None:
-                    self.checked[node_id] = old.checked
-                else:
-                    self.errors[node_id] = list(old.errors)
+                self.checked[node_id] = checked
+                sources: list[str] = []
+                for link in checked.links.values():
+                    if link[0] not in sources:
+                        sources.append(link[0])
+                self.sources[node_id] = tuple(sources)
                 return
         class_rules = validator._rules.get(node_class) or validator.class_rules(node_class)
         literals: dict[str, Any] = {}
         links: dict[str, Link] = {}
         sources: list[str] = []
-        link_targets: list[str] = []
         errors: list[NodeError] = []
         for name, rule_kind, required, rule in class_rules.fast:
             value = inputs.get(name)
@@ -480,7 +471,6 @@ class _Run:
             if kind is Link:
                 source_id, slot = value
                 source_class = classes.get(source_id)
-                link_targets.append(source_id)
                 if source_class is None:
                     errors.append(self._bad_link(rule, value, f"node '{source_id}' does not exist"))
                     continue
@@ -528,22 +518,34 @@ class _Run:
                 errors.append(error)
         if class_rules.custom_validate and not errors:
             errors.extend(self._custom(node_class, literals))
-        source_ids = self.sources[node_id] = tuple(sources)
+        self.sources[node_id] = tuple(sources)
         checked = None
         if errors:
             self.errors[node_id] = errors
         else:
             checked = self.checked[node_id] = CheckedNode(node_id, node_class, literals, links, wnode.title)
-        if snapshot is not None:
-            self.memo[node_id] = _NodeMemo(
-                node_class,
-                snapshot,
-                wnode.title,
-                tuple([(source, classes.get(source)) for source in link_targets]),
-                source_ids,
-                checked,
-                tuple(errors),
-            )
+        if snapshot is not None and checked is not None:
+            self.memo[node_id] = (node_class, snapshot, wnode.title, checked)
+
+    def _links_still_match(self, checked: CheckedNode) -> bool:
+        """Whether every link of a previously checked node still reaches an existing output of a
+        matching type (the sources may have been replaced since)."""
+        if not checked.links:
+            return True
+        classes = self.classes
+        rules = self.validator._rules
+        expected = (rules.get(checked.node_class) or self.validator.class_rules(checked.node_class)).socket_of
+        for name, (source_id, slot) in checked.links.items():
+            source_class = classes.get(source_id)
+            if source_class is None:
+                return False
+            sockets = (rules.get(source_class) or self.validator.class_rules(source_class)).output_sockets
+            if slot >= len(sockets):
+                return False
+            received, wanted = sockets[slot], expected[name]
+            if received != wanted and not types_match(received, wanted):
+                return False
+        return True
 
     def _literal(self, node_class: type[Node], rule: InputRule, value: Any, literals: dict[str, Any]) -> NodeError | None:
         kind = rule.kind
