@@ -300,14 +300,17 @@ def test_inpaint_from_base64_hands_the_result_back_over_the_websocket_path(world
                                                                "grow_mask_by": 6}},
     })
     graph["3"]["inputs"]["latent_image"] = ["42", 0]
+    graph["46"] = {"class_type": "ETN_SendImageWebSocket", "inputs": {"images": ["8", 0], "format": "JPEG"}}
     before = sorted(p for p in world.output_dir.rglob("*") if p.is_file())
-    sink = ListSink()
-    run = ok(world.engine.run(graph, sink=sink))
-    results = [e for e in sink.of_type(PreviewImageEvent) if e.is_result]
-    assert len(results) == 1 and results[0].node == "9"
-    assert results[0].image.size == (64, 64)
+    for attempt in ("first", "re-run"):
+        sink = ListSink()
+        run = ok(world.engine.run(graph, sink=sink))
+        results = {(e.node, e.image_format, e.image.size) for e in sink.of_type(PreviewImageEvent) if e.is_result}
+        assert results == {("9", "PNG", (64, 64)), ("46", "JPEG", (64, 64))}, attempt
+        assert not run.outputs.get("9", {}).get("images")
+        assert run.outputs["46"]["images"] == [{"source": "websocket", "content-type": "image/jpeg", "type": "output"}]
+    assert "3" in run.cached  # the re-run sampled nothing, yet the result was sent again
     assert sorted(p for p in world.output_dir.rglob("*") if p.is_file()) == before  # nothing written
-    assert not run.outputs.get("9", {}).get("images")
 
 
 # --- bad input: clear errors, and the next prompt succeeds -------------------------------------------------
