@@ -186,3 +186,35 @@ def test_client_that_connects_after_posting(server: LiveServer) -> None:
 
     hello = asyncio.run(scenario())
     assert "queue_remaining" in hello["data"]["status"]["exec_info"]
+
+
+def test_model_routes_see_the_checkpoint(server: LiveServer) -> None:
+    with server.client() as client:
+        assert "checkpoints" in client.get("/models").json()
+        assert CHECKPOINT in client.get("/api/models/checkpoints").json()
+        metadata = client.get("/view_metadata/checkpoints", params={"filename": CHECKPOINT})
+        assert metadata.status_code == 200 and isinstance(metadata.json(), dict) and metadata.json()
+        assert client.get("/view_metadata/checkpoints", params={"filename": "../" + CHECKPOINT}).status_code in (400, 403, 404)
+
+
+def test_save_prefixes_cannot_leave_the_output_folder(server: LiveServer, tmp_path: Path) -> None:
+    output_root = server.services.paths.output_dir
+    outside_before = {p for p in output_root.parent.parent.rglob("*") if not p.is_relative_to(output_root)}
+    with server.client() as client:
+        name = client.post("/upload/image", files={"image": ("src.png", _png_bytes(), "image/png")}).json()["name"]
+        for prefix in ("../escaped", "../../escaped", "/tmp/escaped", "..\\escaped", "sub/../../escaped", "%2e%2e/escaped"):
+            graph = {"1": {"class_type": "LoadImage", "inputs": {"image": name}},
+                     "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": prefix}}}
+            response = client.post("/prompt", json={"prompt": graph})
+            if response.status_code == 200:  # refused at run time instead of validation
+                pid = response.json()["prompt_id"]
+                deadline = time.monotonic() + 60
+                while not (entry := client.get(f"/history/{pid}").json()):
+                    assert time.monotonic() < deadline
+                    time.sleep(0.05)
+                assert entry[pid]["status"]["status_str"] == "error", prefix
+            else:
+                assert response.status_code == 400
+    outside_after = {p for p in output_root.parent.parent.rglob("*") if not p.is_relative_to(output_root)}
+    assert not [p for p in outside_after - outside_before if "escaped" in p.name]
+    assert not list(Path("/tmp").glob("escaped_*"))
