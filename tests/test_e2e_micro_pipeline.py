@@ -48,6 +48,7 @@ def world(micro_world: MicroWorld) -> MicroWorld:
     weights = load_file(str(micro_world.checkpoint))
     prefix = "first_stage_model."
     vae_weights = {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)}
+    vae_weights["decoder.conv_out.bias"] = vae_weights["decoder.conv_out.bias"] + 0.4  # a brighter decoder
     save_file(vae_weights, str(micro_world.model_file("vae", VAE)))
     width = weights["cond_stage_model.transformer.text_model.embeddings.token_embedding.weight"].shape[1]
     generator = torch.Generator().manual_seed(11)
@@ -268,6 +269,8 @@ def test_image_to_image_from_files_with_masks_and_a_vae_file(world: MicroWorld) 
         "31": {"class_type": "SaveLatent", "inputs": {"samples": ["28", 0], "filename_prefix": "e2e/latents/up"}},
         "32": {"class_type": "PreviewImage", "inputs": {"images": ["23", 0]}},
         "33": {"class_type": "PreviewImage", "inputs": {"images": ["24", 0]}},
+        "34": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
+        "35": {"class_type": "PreviewImage", "inputs": {"images": ["34", 0]}},
     })
     graph["3"]["inputs"].update(latent_image=["30", 0], denoise=0.6)
     graph["8"]["inputs"]["vae"] = ["26", 0]
@@ -276,6 +279,10 @@ def test_image_to_image_from_files_with_masks_and_a_vae_file(world: MicroWorld) 
     outputs = [read_png(path) for path in image_files(world, run, "9")]
     assert [size for size, _, _ in outputs] == [(64, 64), (64, 64)]  # ImageBatch fitted the 32² image to 64²
     assert outputs[0][1] != outputs[1][1]
+    # the VAE file (decoder bias +0.4) decodes the same latents visibly brighter than the checkpoint's VAE
+    own_vae = [read_png(path)[1] for path in image_files(world, run, "35")]
+    for (_, loaded, _), builtin in zip(outputs, own_vae, strict=True):
+        assert sum(loaded) / len(loaded) - sum(builtin) / len(builtin) > 10
     assert latent_of(world, run, "31").shape == (2, 4, 16, 16)  # 64² → 8² latent, ×2 → 16²
     (small_size, small, _), (inverted_size, inverted, _) = (read_png(image_files(world, run, n)[0]) for n in ("32", "33"))
     assert small_size == inverted_size == (32, 32)
