@@ -291,6 +291,23 @@ def test_image_to_image_from_files_with_masks_and_a_vae_file(world: MicroWorld) 
     assert len(set(small)) > 10  # a real gradient, not a flat image
 
 
+def test_changed_input_file_is_loaded_again(world: MicroWorld) -> None:
+    """Cache keys follow file content: re-uploading an image under the same name re-runs LoadImage."""
+    target = world.input_dir / "e2e" / "changing.png"
+    target.write_bytes(gradient_png(24, 16))
+    graph = {
+        "1": {"class_type": "LoadImage", "inputs": {"image": "e2e/changing.png"}},
+        "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
+        "3": {"class_type": "PreviewImage", "inputs": {"images": ["2", 0]}},
+    }
+    first = ok(world.engine.run(graph))
+    assert set(ok(world.engine.run(graph)).cached) == {"1", "2", "3"}
+    target.write_bytes(gradient_png(16, 24))
+    changed = ok(world.engine.run(graph))
+    assert {"1", "2", "3"} <= set(changed.executed)
+    assert read_png(image_files(world, changed, "3")[0])[0] == (16, 24) != read_png(image_files(world, first, "3")[0])[0]
+
+
 def test_inpaint_from_base64_hands_the_result_back_over_the_websocket_path(world: MicroWorld) -> None:
     from PIL import Image, ImageDraw
 

@@ -219,7 +219,7 @@ def test_sillytavern_http_sequence(micro_world: MicroWorld) -> None:
             image = first_image_as_sillytavern_picks_it(item)
             query = f"filename={image['filename']}&subfolder={image['subfolder']}&type={image['type']}"
             view = client.get("/view?" + query)  # built unencoded, as SillyTavern does
-            assert view.status_code == 200
+            assert view.status_code == 200 and view.headers["content-type"].startswith("image/png")
             size, _, text = read_png(view.content)
             assert size == (64, 64) and "prompt" in text
 
