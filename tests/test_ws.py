@@ -324,3 +324,21 @@ def test_latent_previews_only_reach_clients_that_want_them(server: LiveServer) -
 
     assert all(struct.unpack(">II", f[:8]) == (1, 1) for f in frames["opted_in"])
     assert Image.open(BytesIO(frames["opted_in"][0][8:])).size == (32, 24)  # fitted into max_size
+
+
+def test_websocket_client_cap(tmp_path) -> None:
+    import websockets
+
+    with LiveServer(server_config(tmp_path, ws_max_clients=2)) as live:
+
+        async def scenario() -> int:
+            async with connect(live.ws_url("a")) as first, connect(live.ws_url("b")) as second:
+                await first.recv()
+                await second.recv()
+                try:
+                    async with connect(live.ws_url("c")):
+                        return 101
+                except websockets.InvalidStatus as exc:
+                    return exc.response.status_code
+
+        assert asyncio.run(scenario()) == 503

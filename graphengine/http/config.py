@@ -67,6 +67,7 @@ class ServerConfig:
     max_history: int = 10_000
     ws_max_messages: int = 2048  # per websocket client, before previews/progress are dropped
     ws_max_bytes: int = 64 * 1024 * 1024
+    ws_max_clients: int = 1024  # more simultaneous websockets are refused with 503
     clear_temp_on_start: bool = True
 
     def __post_init__(self) -> None:

@@ -322,6 +322,13 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         except RuntimeError:
             await websocket.close(1008)
         return
+    if hub.client_count >= services.config.ws_max_clients:
+        body = error_body("too_many_clients", "too many websocket clients are connected; try again later")
+        try:
+            await websocket.send_denial_response(JSONResponse(body, status_code=503))
+        except RuntimeError:
+            await websocket.close(1013)
+        return
     await websocket.accept()
     conn = hub.register(client_id, websocket)
     try:
