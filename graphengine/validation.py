@@ -177,9 +177,9 @@ class Validator:
         self.class_map: dict[str, type[Node]] = dict(registry.items())
         self._last: tuple[bytes, ValidatedPrompt] | None = None
         self._static: dict[type[Node], bool] = {}
-        # node id → (class, marshal snapshot of its raw inputs, title, CheckedNode) of its last
-        # successful check: reused while class, inputs and title are the same and its links still
-        # reach sources of matching types (re-checked on reuse, cheaply).
+        # node id → (class, marshal snapshot of its JSON object, CheckedNode) of its last successful
+        # check: reused while the node is unchanged and its links still reach sources of matching
+        # types (re-checked on reuse, cheaply).
         self.node_memo: dict[str, tuple[Any, ...]] = {}
 
     def class_rules(self, node_class: type[Node]) -> ClassRules:
@@ -192,13 +192,14 @@ class Validator:
         self, prompt: Mapping[str, Any] | Workflow, partial_execution_targets: Iterable[Any] | None = None
     ) -> ValidatedPrompt:
         targets = _targets(partial_execution_targets)
-        key = None if isinstance(prompt, Workflow) else _snapshot(prompt, targets)
-        last = self._last
-        if key is not None and last is not None and last[0] == key:
-            return last[1]
         with gc_paused():
             workflow = prompt if isinstance(prompt, Workflow) else parse_workflow(prompt)
-            result = _Run(self, workflow).validate(targets)
+            snapshots = _snapshots(workflow)
+            key = (tuple(snapshots.items()), targets) if snapshots is not None else None
+            last = self._last
+            if key is not None and last is not None and last[0] == key:
+                return last[1]
+            result = _Run(self, workflow, snapshots or {}).validate(targets)
         if key is not None and all(self.is_static(c) for c in {n.node_class for n in result.nodes.values()}):
             self._last = (key, result)
         return result
@@ -228,19 +229,22 @@ def _targets(partial_execution_targets: Iterable[Any] | None) -> tuple[str, ...]
     return tuple(str(t) for t in partial_execution_targets)
 
 
-def _snapshot(prompt: Any, targets: tuple[str, ...] | None) -> bytes | None:
-    """An immutable copy of a prompt to recognise an unchanged re-submission (``marshal`` format 2:
-    C speed, equal values encode equally). None for values marshal cannot encode."""
+def _snapshots(workflow: Workflow) -> dict[str, bytes] | None:
+    """Immutable copies of each node's JSON object (``marshal`` format 2: C speed, and equal values
+    always encode equally), to recognise unchanged nodes and unchanged re-submissions. None when
+    some value cannot be encoded (then nothing is reused)."""
+    dumps = marshal.dumps
     try:
-        return marshal.dumps((prompt, targets), 2)
-    except (ValueError, TypeError, RecursionError):
+        return {node_id: dumps(node.raw, 2) for node_id, node in workflow.nodes.items()}
+    except (ValueError, TypeError):
         return None
 
 
 class _Run:
     """The state of validating one prompt."""
 
-    def __init__(self, validator: Validator, workflow: Workflow):
+    def __init__(self, validator: Validator, workflow: Workflow, snapshots: dict[str, bytes]):
+        self.snapshots = snapshots
         self.previous_memo = validator.node_memo
         self.memo: dict[str, tuple[Any, ...]] = {}
         self.validator = validator
@@ -420,22 +424,11 @@ class _Run:
         validator = self.validator
         inputs = wnode.raw_inputs
         classes = self.classes
-        snapshot = None
-        if validator.is_static(node_class):
-            try:
-                snapshot = marshal.dumps(inputs, 2)
-            except (ValueError, TypeError):
-                snapshot = None
+        snapshot = self.snapshots.get(node_id) if validator.is_static(node_class) else None
+        if snapshot is not None:
             old = self.previous_memo.get(node_id)
-            if (
-                old is not None
-                and snapshot is not None
-                and old[0] is node_class
-                and old[1] == snapshot
-                and old[2] == wnode.title
-                and self._links_still_match(old[3])
-            ):
-                checked = old[3]
+            if old is not None and old[0] is node_class and old[1] == snapshot and self._links_still_match(old[2]):
+                checked = old[2]
                 self.memo[node_id] = old
                 self.checked[node_id] = checked
                 sources: list[str] = []
@@ -525,7 +518,7 @@ class _Run:
         else:
             checked = self.checked[node_id] = CheckedNode(node_id, node_class, literals, links, wnode.title)
         if snapshot is not None and checked is not None:
-            self.memo[node_id] = (node_class, snapshot, wnode.title, checked)
+            self.memo[node_id] = (node_class, snapshot, checked)
 
     def _links_still_match(self, checked: CheckedNode) -> bool:
         """Whether every link of a previously checked node still reaches an existing output of a
