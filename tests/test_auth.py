@@ -16,11 +16,15 @@ import websockets
 from starlette.routing import Route, WebSocketRoute
 
 from graphengine.http.config import AuthSettings, ServerConfig
+from graphengine.http.templates_routes import public_paths
 from tests.http_harness import LiveServer, connect, server_config
 
 USER, PASSWORD, TOKEN = "alice", "s3cret-pass-Σ", "tok-3f9c1e7d5a"
 ADMIN_TOKEN = "admin-77ab12"
 OWN_MODULES = re.compile(r"^graphengine\.http\.(comfy_routes|files_routes|userdata_routes|jobs_routes|openapi|app|ws)$")
+
+
+PUBLIC_PAGE_FILES = public_paths()
 
 
 def _basic(user: str, password: str) -> str:
@@ -67,6 +71,10 @@ def test_every_http_route_is_gated(gated: tuple[str, LiveServer], caplog: pytest
     bodies = []
     with live.client() as client:
         for method, path, own in routes:
+            if mode == "bearer" and path in PUBLIC_PAGE_FILES:
+                page = client.request(method, path)
+                assert page.status_code == 200, (method, path)  # static page, no data, no credentials
+                continue
             if mode != "none":
                 for headers in bad_headers if path == "/prompt" else bad_headers[:2]:
                     denied = client.request(method, path, headers=headers)
@@ -146,3 +154,18 @@ def test_unreachable_without_credentials_even_for_docs(gated: tuple[str, LiveSer
         pytest.skip("no credentials in this mode")
     for path in ("/docs", "/openapi.json", "/", "/nothing-here"):
         assert httpx.get(live.base + path).status_code == 401
+
+
+def test_only_static_page_files_are_public(gated: tuple[str, LiveServer]) -> None:
+    """In bearer mode the editor page's static files load without a token (the page then asks for it);
+    everything with data stays gated, and basic mode gates the page too (the browser prompts)."""
+    mode, live = gated
+    assert PUBLIC_PAGE_FILES == {"/templates-ui/", "/templates-ui/index.html", "/templates-ui/app.js",
+                                 "/templates-ui/style.css"}
+    with live.client() as client:
+        page = client.get("/templates-ui/")
+        assert page.status_code == (401 if mode == "basic" else 200)
+        for data_path in ("/templates", "/templates/text-to-image", "/history", "/templates-ui/../templates"):
+            response = client.get(data_path)
+            assert response.status_code == (200 if mode == "none" else 401), (mode, data_path)
+        assert client.post("/templates-ui/").status_code in ((401,) if mode != "none" else (405, 404))

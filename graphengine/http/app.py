@@ -108,9 +108,10 @@ def _aliased(routes: list[BaseRoute]) -> list[BaseRoute]:
     return out
 
 
-def _optional_modules() -> tuple[list[BaseRoute], list[dict[str, Any]]]:
+def _optional_modules() -> tuple[list[BaseRoute], list[dict[str, Any]], frozenset[str]]:
     routes: list[BaseRoute] = []
     docs: list[dict[str, Any]] = []
+    public: set[str] = set()
     for name in OPTIONAL_ROUTE_MODULES:
         if importlib.util.find_spec(name) is None:
             continue
@@ -119,14 +120,18 @@ def _optional_modules() -> tuple[list[BaseRoute], list[dict[str, Any]]]:
             routes.extend(module.routes())
             if hasattr(module, "openapi_paths"):
                 docs.append(module.openapi_paths())
+            if hasattr(module, "public_paths"):
+                public.update(module.public_paths())
         except Exception:  # noqa: BLE001 - a broken optional surface must not take the server down
             log.exception("could not mount routes from %s; that API surface is unavailable", name)
-    return routes, docs
+    return routes, docs, frozenset(public)
 
 
 async def _index(request: Request) -> JSONResponse:
     """Server identity and where to find the API documentation."""
-    return JSONResponse({"name": "graphengine", "docs": "/docs", "openapi": "/openapi.json"})
+    return JSONResponse(
+        {"name": "graphengine", "docs": "/docs", "openapi": "/openapi.json", "templates_ui": "/templates-ui/"}
+    )
 
 
 def create_app(config: ServerConfig, engine: Engine | None = None) -> Starlette:
@@ -140,7 +145,7 @@ def create_app(config: ServerConfig, engine: Engine | None = None) -> Starlette:
         WebSocketRoute("/ws", websocket_endpoint),
     ]
     internal = files_routes.internal_routes()
-    mounted, mounted_docs = _optional_modules()
+    mounted, mounted_docs, public_paths = _optional_modules()
     routes = [*_aliased(own), *internal, *mounted, *openapi.routes()]
     if not any(getattr(r, "path", None) == "/" for r in routes):
         routes.append(Route("/", _index, methods=["GET"]))
@@ -164,7 +169,7 @@ def create_app(config: ServerConfig, engine: Engine | None = None) -> Starlette:
         Middleware(SecurityMiddleware, check_host=not config.is_public or bool(config.allowed_hosts),
                    allowed_hosts=config.allowed_hosts + ((config.host,) if not config.is_public else ()),
                    cors_origin=config.cors_origin),
-        Middleware(AuthMiddleware, gate=services.gate),
+        Middleware(AuthMiddleware, gate=services.gate, public_paths=public_paths),
         Middleware(BodyLimitMiddleware, max_bytes=config.max_upload_bytes + 64 * 1024),
     ]
     handlers: dict[Any, Callable[..., Any]] = dict(EXCEPTION_HANDLERS)

@@ -97,14 +97,28 @@ class AuthGate:
 
 
 class AuthMiddleware:
-    """ASGI middleware applying ``AuthGate`` to every HTTP request and websocket upgrade."""
+    """ASGI middleware applying ``AuthGate`` to every HTTP request and websocket upgrade.
 
-    def __init__(self, app: ASGIApp, gate: AuthGate):
+    ``public_paths``: static page files (declared by route modules through ``public_paths()``) that a
+    GET/HEAD may fetch without credentials in bearer mode only, where the browser cannot prompt for a
+    token; basic mode keeps them gated so the browser's own login prompt appears.
+    """
+
+    def __init__(self, app: ASGIApp, gate: AuthGate, public_paths: frozenset[str] = frozenset()):
         self.app = app
         self.gate = gate
+        self.public_paths = public_paths
+
+    def _is_public(self, scope: Scope) -> bool:
+        return (
+            self.gate.mode == "bearer"
+            and scope["type"] == "http"
+            and scope.get("method") in ("GET", "HEAD")
+            and scope.get("path") in self.public_paths
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket") or self.gate.mode == "none":
+        if scope["type"] not in ("http", "websocket") or self.gate.mode == "none" or self._is_public(scope):
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}

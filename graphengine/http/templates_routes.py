@@ -71,6 +71,13 @@ def routes() -> list[BaseRoute]:
     ]
 
 
+def public_paths() -> frozenset[str]:
+    """The editor page's static files. They hold no data, and a bearer-protected server must serve them
+    without credentials: a Bearer challenge shows no login prompt, so the page has to load first and
+    then send the token the user types (API calls and the websocket still need it)."""
+    return frozenset({f"{PAGE_PREFIX}/", *(f"{PAGE_PREFIX}/{name}" for name in _WEB_FILES)})
+
+
 def openapi_paths() -> dict[str, Any]:
     """OpenAPI path items for SERVER's /openapi.json."""
     name = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
