@@ -1,8 +1,9 @@
 """Shared parts of the end-to-end tests: one micro checkpoint and one Engine per test session, small
 real PNGs, a real server on a loopback port, and readers for what a user gets back (files, PNG text).
 
-The session world is kept in ``pytest.Config.stash`` (not in module state), so every e2e test module
-that asks for ``micro_world`` gets the same checkpoint, the same Engine and its already-loaded model.
+Test modules load this file as a pytest plugin (``pytest_plugins = ("tests.e2e_support",)``), so
+``micro_world`` is one session fixture: every e2e module gets the same checkpoint, the same Engine and
+its already-loaded model.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import struct
 import threading
 import time
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,24 +69,20 @@ class MicroWorld:
         return MICRO_SDXL_NAME
 
 
-_WORLD = pytest.StashKey[MicroWorld]()
-
-
 @pytest.fixture(scope="session")
-def micro_world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> MicroWorld:
-    """The session's micro checkpoint and Engine (made on first use, shared by all e2e modules)."""
-    stash = request.config.stash
-    if _WORLD not in stash:
-        from graphengine.engine import Engine
-        from graphengine.models.checkpoint_maker import make_checkpoint
+def micro_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MicroWorld]:
+    """The session's micro checkpoint and Engine (shared by all e2e modules)."""
+    from graphengine.engine import Engine
+    from graphengine.models.checkpoint_maker import make_checkpoint
 
-        root = tmp_path_factory.mktemp("e2e")
-        data_dir, models_dir = root / "data", root / "models"
-        checkpoint = make_checkpoint(models_dir / "checkpoints" / MICRO_NAME, "micro", seed=0)
-        engine = Engine(data_dir=data_dir, models_dir=models_dir)
-        request.config.add_cleanup(engine.close)
-        stash[_WORLD] = MicroWorld(root, data_dir, models_dir, checkpoint, engine)
-    return stash[_WORLD]
+    root = tmp_path_factory.mktemp("e2e")
+    data_dir, models_dir = root / "data", root / "models"
+    checkpoint = make_checkpoint(models_dir / "checkpoints" / MICRO_NAME, "micro", seed=0)
+    engine = Engine(data_dir=data_dir, models_dir=models_dir)
+    try:
+        yield MicroWorld(root, data_dir, models_dir, checkpoint, engine)
+    finally:
+        engine.close()
 
 
 # --- images -------------------------------------------------------------------------------------------

@@ -23,9 +23,10 @@ from tests.e2e_support import (
     ServedApp,
     b64,
     gradient_png,
-    micro_world,  # noqa: F401  (session fixture)
     read_png,
 )
+
+pytest_plugins = ("tests.e2e_support",)  # the session fixture micro_world
 
 SDXL_TEMPLATES = {"sdxl-text-to-image"}
 

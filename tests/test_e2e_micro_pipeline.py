@@ -25,9 +25,10 @@ from tests.e2e_support import (
     b64,
     gradient_png,
     huge_png_header_only,
-    micro_world,  # noqa: F401  (session fixture)
     read_png,
 )
+
+pytest_plugins = ("tests.e2e_support",)  # the session fixture micro_world
 
 LORA = "e2e-lora.safetensors"
 VAE = "e2e-vae.safetensors"

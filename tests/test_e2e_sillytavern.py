@@ -25,9 +25,10 @@ from tests.e2e_support import (
     ServedApp,
     b64,
     gradient_png,
-    micro_world,  # noqa: F401  (session fixture)
     read_png,
 )
+
+pytest_plugins = ("tests.e2e_support",)  # the session fixture micro_world
 
 pytestmark = pytest.mark.skipif(not SILLYTAVERN_DIR.is_dir(), reason="../shared/fixtures/sillytavern is absent")
 
