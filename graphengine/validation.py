@@ -7,32 +7,28 @@ its own errors appears in ``node_errors`` with the outputs that depend on it; a 
 because something upstream is invalid gets no entry. If no output survives, ``WorkflowInvalid`` carries
 ComfyUI's exact 400 body.
 
-Literal coercion (documented deviations from ComfyUI are marked *):
-
-* INT: ints; floats with an integral value (``20.0``; * ``20.5`` is an error instead of truncating);
-  numeric strings (``"20"``, ``"20.0"``); bools (as 1/0). Python ints are unbounded, so seeds up to
-  2^64−1 pass.
-* FLOAT: ints, floats, numeric strings (``"0.8"``), bools; * NaN and infinities are errors.
-* STRING: strings; numbers and bools are converted with ``str``; * lists/objects are errors.
-* BOOLEAN: bools; * ``0``/``1``; * the strings ``"true"``/``"false"``/``"1"``/``"0"`` (any case).
-  ComfyUI applies ``bool()``, which makes ``"false"`` true; we reject other values instead.
-* combo: the value must be one of the options (no coercion).
-* ``*`` (any): the literal passes unchanged. Other socket types (MODEL, LATENT…) only take links.
+Literal coercion follows ComfyUI with strict exceptions where it would be silently wrong; the
+rules are in ``graphengine.coercion``.
 
 The traversal is iterative (no recursion), so 100,000-node graphs and long chains validate in
 linear time; dependency cycles are reported as ``dependency_cycle`` naming the cycle.
+
+Validation is incremental: each node's JSON object is snapshotted (``marshal``), and a node whose
+snapshot is unchanged since the last validation reuses its previous check (its links are re-checked
+against the current sources); an unchanged prompt reuses the whole result. Only classes whose checks
+depend on nothing but the prompt are reused (no model-file combos, no ``validate_inputs``).
 """
 
 from __future__ import annotations
 
 import marshal
-import math
 import traceback
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from graphengine.coercion import coerce_bool, coerce_float, coerce_int, coerce_string, coerce_union
 from graphengine.environment import Environment
 from graphengine.errors import NodeError, WorkflowInvalid
 from graphengine.gc_pause import gc_paused
@@ -653,95 +649,6 @@ class _Run:
         )
 
 
-# --- coercion (ComfyUI's loose literal typing, made strict where it would be silently wrong) ---
-
-
-def coerce_int(value: Any) -> int:
-    kind = type(value)
-    if kind is int:
-        return value
-    if kind is bool:
-        return int(value)
-    if kind is float:
-        if not value.is_integer():
-            raise ValueError(f"{value!r} is not a whole number")
-        return int(value)
-    if kind is str:
-        text = value.strip()
-        try:
-            return int(text)
-        except ValueError:
-            number = float(text)  # raises ValueError with a clear message for non-numbers
-            if not number.is_integer():
-                raise ValueError(f"{value!r} is not a whole number") from None
-            return int(number)
-    raise TypeError(f"expected an integer, got {_kind_name(value)}")
-
-
-def coerce_float(value: Any) -> float:
-    kind = type(value)
-    if kind is float:
-        number = value
-    elif kind is int or kind is bool:
-        number = float(value)
-    elif kind is str:
-        number = float(value.strip())
-    else:
-        raise TypeError(f"expected a number, got {_kind_name(value)}")
-    if not math.isfinite(number):
-        raise ValueError(f"{value!r} is not a finite number")
-    return number
-
-
-def coerce_string(value: Any) -> str:
-    kind = type(value)
-    if kind is str:
-        return value
-    if kind is int or kind is float or kind is bool:
-        return str(value)
-    raise TypeError(f"expected a string, got {_kind_name(value)}")
-
-
-_TRUE = frozenset({"true", "1"})
-_FALSE = frozenset({"false", "0"})
-
-
-def coerce_bool(value: Any) -> bool:
-    kind = type(value)
-    if kind is bool:
-        return value
-    if kind is int and value in (0, 1):
-        return bool(value)
-    if kind is str:
-        text = value.strip().lower()
-        if text in _TRUE:
-            return True
-        if text in _FALSE:
-            return False
-        raise ValueError(f"{value!r} is not a boolean (use true/false)")
-    raise TypeError(f"expected a boolean, got {_kind_name(value)}")
-
-
-_COERCERS = {"INT": coerce_int, "FLOAT": coerce_float, "STRING": coerce_string, "BOOLEAN": coerce_bool}
-
-
-def coerce_union(socket: str, value: Any) -> Any:
-    last: Exception | None = None
-    for member in socket.split(","):
-        if member == ANY_TYPE:
-            return value
-        coercer = _COERCERS.get(member)
-        if coercer is None:
-            continue
-        try:
-            return coercer(value)
-        except (TypeError, ValueError, OverflowError) as exc:
-            last = exc
-    if last is not None:
-        raise last
-    raise ValueError(f"{socket} inputs take a link from another node's output, not a constant")
-
-
 def full_type_name(kind: type) -> str:
     """ComfyUI's qualified exception type name (``torch.OutOfMemoryError``, ``ValueError``)."""
     module = kind.__module__
@@ -793,10 +700,6 @@ __all__ = [
     "CheckedNode",
     "ValidatedPrompt",
     "Validator",
-    "coerce_bool",
-    "coerce_float",
-    "coerce_int",
-    "coerce_string",
     "full_type_name",
     "types_match",
 ]

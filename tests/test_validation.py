@@ -7,7 +7,7 @@ import time
 import pytest
 
 from graphengine.errors import WorkflowInvalid
-from graphengine.validation import coerce_bool, coerce_float, coerce_int, coerce_string
+from graphengine.coercion import coerce_bool, coerce_float, coerce_int, coerce_string
 
 CHECKED_CONFIG = {
     "choice": [["alpha", "beta", "gamma"]],
