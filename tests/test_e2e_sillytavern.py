@@ -189,11 +189,12 @@ def poll_full_history(client: httpx.Client, prompt_id: str, timeout: float = 60.
 
 
 def first_image_as_sillytavern_picks_it(item: dict[str, Any]) -> dict[str, Any]:
-    """``Object.values(outputs).map(o => o.images).flat()[0]``: integer-like ids ascending first."""
+    """``Object.values(outputs).map(o => o.images).flat()[0]``: integer-like ids ascending first; an
+    output without ``images`` contributes ``undefined``, an empty list nothing."""
     outputs = item["outputs"]
     numeric = sorted((k for k in outputs if k.isdigit()), key=int)
     ordered = [*numeric, *(k for k in outputs if not k.isdigit())]
-    images = [image for key in ordered for image in (outputs[key].get("images") or [None])]
+    images = [image for key in ordered for image in outputs[key].get("images", [None])]
     assert images and images[0] is not None, f"no image on the lowest-id output: {outputs}"
     return images[0]
 
