@@ -65,6 +65,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     limits.add_argument("--preview-frames-for-legacy-clients", action="store_true",
                         help="also send latent previews as type-1 binary frames to clients that did not opt in")
     limits.add_argument("--max-history", type=int, default=10_000, help="history entries kept (default 10000)")
+    downstream = parser.add_argument_group("downstream image servers (/admin/register/image)")
+    downstream.add_argument("--downstream-allow-link-local", action="store_true",
+                            default=(_env("DOWNSTREAM_ALLOW_LINK_LOCAL") or "").lower() in ("1", "true", "yes"),
+                            help="allow registering link-local and cloud-metadata addresses "
+                            "($GRAPHENGINE_DOWNSTREAM_ALLOW_LINK_LOCAL)")
+    downstream.add_argument("--downstream-health-interval", type=float, default=30.0, metavar="SECONDS",
+                            help="seconds between health checks of registered servers (default 30)")
     parser.add_argument("--node-packs", default=_env("NODE_PACKS"), help=argparse.SUPPRESS)  # tests: "tests.fakes"
     parser.set_defaults(handler=_handle)
 
@@ -97,6 +104,8 @@ def build_config(args: argparse.Namespace):  # -> ServerConfig (imported lazily)
         preview_size=args.preview_size,
         legacy_preview_frames=args.preview_frames_for_legacy_clients,
         max_history=args.max_history,
+        downstream_allow_link_local=args.downstream_allow_link_local,
+        downstream_health_interval=args.downstream_health_interval,
     )
 
 

@@ -9,7 +9,6 @@ admin token is configured; without one, only authenticated users (auth on) or lo
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 from starlette.requests import Request
@@ -20,7 +19,6 @@ from graphengine.a1111.service import A1111Service
 from graphengine.downstream.addresses import AddressRefused
 from graphengine.downstream.registry import DownstreamRegistry
 
-ALLOW_LINK_LOCAL_ENV = "GRAPHENGINE_DOWNSTREAM_ALLOW_LINK_LOCAL"
 
 
 def registry_of(app: Any) -> DownstreamRegistry:
@@ -28,11 +26,9 @@ def registry_of(app: Any) -> DownstreamRegistry:
     a1111 = A1111Service.of(app)
     if a1111.downstream is None:
         config = a1111.services.config
-        allow = getattr(config, "downstream_allow_link_local", None)
-        if allow is None:
-            allow = os.environ.get(ALLOW_LINK_LOCAL_ENV, "").strip().lower() in ("1", "true", "yes")
-        interval = float(getattr(config, "downstream_health_interval", 30.0) or 30.0)
-        a1111.downstream = DownstreamRegistry(allow_link_local=bool(allow), health_interval=interval)
+        a1111.downstream = DownstreamRegistry(
+            allow_link_local=config.downstream_allow_link_local, health_interval=config.downstream_health_interval
+        )
     return a1111.downstream
 
 

@@ -69,6 +69,8 @@ class ServerConfig:
     ws_max_bytes: int = 64 * 1024 * 1024
     ws_max_clients: int = 1024  # more simultaneous websockets are refused with 503
     clear_temp_on_start: bool = True
+    downstream_allow_link_local: bool = False  # registering link-local / cloud-metadata addresses (SSRF risk)
+    downstream_health_interval: float = 30.0  # seconds between health checks of registered servers
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir).resolve())
