@@ -12,7 +12,11 @@ Then SillyTavern's HTTP sequence against a real server: ``POST /prompt`` as ``te
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,6 +28,7 @@ from tests.e2e_support import (
     MicroWorld,
     ServedApp,
     b64,
+    free_port,
     gradient_png,
     read_png,
 )
@@ -286,3 +291,50 @@ def test_sillytavern_abort_interrupts_the_running_sampler(micro_world: MicroWorl
         response = post_like_sillytavern(client, render_exact(DEFAULT, seed=32))
         item = poll_full_history(client, response.json()["prompt_id"])
         assert item["status"]["status_str"] == "success"
+
+
+@pytest.mark.slow
+def test_sillytavern_against_graphengine_serve_process(micro_world: MicroWorld, tmp_path: Path) -> None:
+    """The server as users start it (``graphengine serve --data-dir --models-dir``): it answers fast,
+    lists the micro checkpoint, and runs SillyTavern's avatar workflow end to end."""
+    port = free_port()
+    script = Path(sys.executable).with_name("graphengine")
+    command = [str(script)] if script.is_file() else [sys.executable, "-m", "graphengine.cli"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    log = tmp_path / "serve.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [*command, "serve", "--port", str(port), "--data-dir", str(tmp_path / "data"),
+             "--models-dir", str(micro_world.models_dir)],
+            cwd=tmp_path, env=env, stdout=sink, stderr=subprocess.STDOUT,
+        )
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            deadline = time.monotonic() + 30
+            while True:
+                assert process.poll() is None, log.read_text(errors="replace")[-2000:]
+                try:
+                    if client.get("/system_stats").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, "graphengine serve did not come up"
+                time.sleep(0.05)
+            info = client.get("/object_info/CheckpointLoaderSimple").json()
+            assert MICRO_NAME in info["CheckpointLoaderSimple"]["input"]["required"]["ckpt_name"][0]
+
+            response = post_like_sillytavern(client, render_exact(AVATAR, seed=5))
+            assert response.status_code == 200, response.text
+            item = poll_full_history(client, response.json()["prompt_id"])
+            assert item["status"]["status_str"] == "success"
+            image = first_image_as_sillytavern_picks_it(item)
+            view = client.get(f"/view?filename={image['filename']}&subfolder={image['subfolder']}&type={image['type']}")
+            assert view.status_code == 200 and read_png(view.content)[0] == (64, 64)
+            assert (tmp_path / "data" / "output" / image["subfolder"] / image["filename"]).is_file()
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
