@@ -170,6 +170,23 @@ def test_sillytavern_text_substitution_runs_as_is(micro_world: MicroWorld, name:
     assert json.loads(text["prompt"])["3"]["inputs"]["seed"] == MAX_SAFE_INTEGER
 
 
+def test_custom_placeholder_strings_reach_numeric_inputs(micro_world: MicroWorld) -> None:
+    """A user edits the workflow to take ``"denoise": "%my_denoise%"``; SillyTavern's custom
+    placeholders are always JSON strings. Both substitutions give a prompt that runs."""
+    from graphengine.templates import render, render_sillytavern
+
+    text = fixture_text(DEFAULT).replace('"denoise": 1,', '"denoise": "%my_denoise%",')
+    assert '"%my_denoise%"' in text
+
+    exact = json.loads(render_sillytavern(text, sillytavern_settings(custom_placeholders=[("my_denoise", "1.0")])))
+    assert exact["3"]["inputs"]["denoise"] == "1.0"  # left to the server to coerce, as stock ComfyUI does
+    saved_image(micro_world, micro_world.engine.run(exact))
+
+    typed = render(json.loads(text), tree_values(my_denoise="1.0"), micro_world.engine.registry)
+    assert typed["3"]["inputs"]["denoise"] == 1.0  # typed mode converts for the FLOAT input
+    saved_image(micro_world, micro_world.engine.run(typed))
+
+
 # --- SillyTavern's HTTP sequence against a real server --------------------------------------------------
 
 
