@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+
+import pytest
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,11 +54,23 @@ def test_run_json_summary(tmp_path):
     assert set(summary["timings"]) == {"1", "2", "3"}
 
 
+@pytest.mark.slow
 def test_run_default_job(tmp_path):
-    result = graphengine("--default", "--json", tmp_path=tmp_path)
+    """The README's main job: makes the embedded default model on first run, renders the bundled
+    text-to-image template and saves an image; the second run reuses the model file."""
+    result = graphengine("--default", "--json", "--set", "steps=2", tmp_path=tmp_path)
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
-    assert summary["status"] == "success" and summary["outputs"]
+    assert summary["status"] == "success"
+    [image] = [img for ui in summary["outputs"].values() for img in ui.get("images", [])]
+    saved = tmp_path / "data" / "output" / image["subfolder"] / image["filename"]
+    assert saved.is_file() and saved.read_bytes().startswith(b"\x89PNG")
+    checkpoints = list((tmp_path / "models" / "checkpoints").iterdir())
+    assert [c.name for c in checkpoints] == ["graphengine-default.safetensors"]
+    made = checkpoints[0].stat().st_mtime_ns
+    again = graphengine("--default", "--json", "--set", "steps=1", "--set", "seed=3", tmp_path=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert checkpoints[0].stat().st_mtime_ns == made
 
 
 def test_invalid_workflow_exits_1_with_comfyui_body(tmp_path):

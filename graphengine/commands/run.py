@@ -2,7 +2,7 @@
 
     graphengine run WORKFLOW.json [--json] [--cache MODE]
     graphengine run TEMPLATE_NAME_OR_FILE --set key=value ...
-    graphengine run --default                 # the main job (see ``default_job``)
+    graphengine run --default [--set k=v]     # the main job (see ``default_job``)
 
 Exit status: 0 success, 1 invalid workflow or failed run, 2 bad arguments or unreadable file,
 130 interrupted.
@@ -22,8 +22,7 @@ from graphengine.commands import options
 
 log = logging.getLogger(__name__)
 
-REPOSITORY = Path(__file__).resolve().parents[2]
-DEFAULT_WORKFLOW = REPOSITORY / "workflows" / "utility_demo.json"
+DEFAULT_TEMPLATE = "text-to-image"
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -58,9 +57,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=handle)
 
 
-def default_job(args: argparse.Namespace) -> dict[str, Any]:
-    """The main job's prompt (``./dev run``): for now the bundled utility workflow."""
-    return read_workflow(DEFAULT_WORKFLOW)
+def default_job(args: argparse.Namespace, registry: Any, data_dir: Path, models_dir: Path) -> dict[str, Any]:
+    """The main job's prompt (``./dev run``): the bundled text-to-image template with its defaults
+    (overridable with ``--set``) on the embedded default model, which is made on first run: a seeded
+    random-weight ``small`` checkpoint in the standard single-file layout, so the image is noise."""
+    from graphengine.models.defaults import ensure_default_checkpoint
+
+    ensure_default_checkpoint(models_dir, force=True)
+    return _render_template(DEFAULT_TEMPLATE, args.values or [], data_dir, registry)
 
 
 def read_workflow(path: Path) -> dict[str, Any]:
@@ -111,7 +115,7 @@ def _handle(args: argparse.Namespace) -> int:
     gc.freeze()
     try:
         if args.default:
-            prompt = default_job(args)
+            prompt = default_job(args, engine.registry, data_dir, models_dir)
         else:
             prompt = _prompt_from_argument(args, engine, data_dir)
         run = engine.run(prompt)
