@@ -137,7 +137,35 @@ def test_interrupt_between_nodes(engine, recorder):
     assert run.status == "interrupted"
     assert run.executed == ["n0", "n1"]  # n1 had started and finished; the check before n2 stopped the run
     assert recorder.runs["n2"] == 0 and recorder.runs["out"] == 0
-    assert sink.events[-1].data()["node_id"] == "n2"
+    interrupted = sink.events[-1].data()
+    assert interrupted["node_id"] == "n2" and interrupted["node_type"] == "FakeAdd"  # the node about to run
+    assert interrupted["executed"] == ["n0", "n1"]
+    assert run.messages[-1] == ["execution_interrupted", interrupted]
+
+
+def test_interrupt_mid_node_names_the_running_node_after_others_ran(engine, recorder):
+    prompt = {
+        "1": {"class_type": "FakeInt", "inputs": {"value": 3}},
+        "slow": {"class_type": "FakeSlow", "inputs": {"value": ["1", 0], "steps": 500, "delay": 0.01}},
+        "2": {"class_type": "FakeOutput", "inputs": {"value": ["slow", 0]}},
+    }
+    sink = ListSink()
+    validated = engine.validate(prompt)
+    result = []
+    worker = threading.Thread(target=lambda: result.append(engine.execute(validated, prompt_id="p", sink=sink)))
+    worker.start()
+    assert recorder.started.wait(5)
+    engine.interrupt.request()
+    worker.join(5)
+    assert not worker.is_alive()
+    run = result[0]
+    assert run.status == "interrupted" and run.executed == ["1"]
+    interrupted = sink.of_type(ExecutionInterrupted)
+    assert len(interrupted) == 1
+    data = interrupted[0].data()
+    assert (data["node_id"], data["node_type"], data["executed"]) == ("slow", "FakeSlow", ["1"])
+    assert run.messages[-1] == ["execution_interrupted", data]
+    assert not sink.of_type(ExecutionError) and not sink.of_type(ExecutionSuccess)
 
 
 def test_progress_and_preview_events(engine):
