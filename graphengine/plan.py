@@ -9,7 +9,8 @@ networkx is the graph model for analysis: ``Plan.graph`` (a ``DiGraph``, edges s
 and the dependency-cycle reports (strongly connected components, ``find_cycle``) that validation
 and planning return. The ordering loop itself runs over plain dicts, because building a networkx
 graph costs more per node than the engine's whole per-node budget (see benchmarks/engine_overhead.py);
-the graph is built on first use instead.
+the graph is built on first use instead, and networkx itself is imported only then (or when a cycle
+is reported), so that starting the server does not pay for importing it.
 
 Lazy inputs (``check_lazy_status``) are ordered like any other edge, so a lazily requested source
 always sits before its consumer; whether it runs is decided by the executor at run time.
@@ -21,12 +22,13 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable, Sequence
-from typing import Any
-
-import networkx as nx
+from typing import TYPE_CHECKING, Any
 
 from graphengine.validation import CheckedNode, ValidatedPrompt
 from graphengine.workflow import Link
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 PRIORITY_OUTPUT, PRIORITY_FEEDS_OUTPUT, PRIORITY_TWO_HOPS, PRIORITY_OTHER = range(4)
 
@@ -70,6 +72,8 @@ class Plan:
     @property
     def graph(self) -> nx.DiGraph:
         if self._graph is None:
+            import networkx as nx
+
             graph = nx.DiGraph()
             graph.add_nodes_from(self.order)
             graph.add_edges_from((s, n) for n, sources in self.sources.items() for s in sources)
@@ -188,6 +192,8 @@ def ordered(
 def describe_cycle(edges: Iterable[tuple[str, str]], order: Sequence[str]) -> list[str]:
     """One cycle among ``edges`` (source → consumer), in data-flow order, starting at the node that
     comes first in ``order`` (the prompt's order), so the report is deterministic."""
+    import networkx as nx
+
     graph = nx.DiGraph()
     graph.add_edges_from(edges)
     rank = {node_id: i for i, node_id in enumerate(order)}

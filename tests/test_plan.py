@@ -61,3 +61,43 @@ def test_describe_cycle_is_deterministic_and_in_data_flow_order():
     edges = [("b", "c"), ("c", "a"), ("a", "b"), ("x", "a")]
     assert describe_cycle(edges, order=["x", "a", "b", "c"]) == ["a", "b", "c"]
     assert describe_cycle(edges, order=["c", "b", "a"]) == ["c", "a", "b"]
+
+
+def test_networkx_is_imported_only_to_name_a_cycle(tmp_path):
+    """Starting the engine and running an acyclic prompt never imports networkx (server start-up
+    stays fast); the first cycle report imports it and names the cycle in data-flow order."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = f"""
+import json, sys
+from graphengine.engine import Engine, build_environment
+from graphengine.errors import WorkflowInvalid
+from tests.fakes import Recorder, chain, pack
+env = build_environment({str(tmp_path)!r}, models=None, extras=(Recorder(),))
+engine = Engine(packs=[pack()], cache="classic", env=env)
+assert engine.run(chain(5)).ok
+before = "networkx" in sys.modules
+cyclic = {{
+    "o": {{"class_type": "FakeOutput", "inputs": {{"value": ["x", 0]}}}},
+    "x": {{"class_type": "FakeAdd", "inputs": {{"a": ["y", 0], "b": 1}}}},
+    "y": {{"class_type": "FakeAdd", "inputs": {{"a": ["x", 0], "b": 1}}}},
+}}
+try:
+    engine.validate(cyclic)
+    details = None
+except WorkflowInvalid as exc:
+    details = exc.body["error"]["details"]
+print(json.dumps({{"before": before, "after": "networkx" in sys.modules, "details": details}}))
+"""
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result == {
+        "before": False,
+        "after": True,
+        "details": "Dependency cycle detected: x (FakeAdd) -> y (FakeAdd) -> x",
+    }
