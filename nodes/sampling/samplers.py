@@ -290,60 +290,22 @@ def sample_dpmpp_2m(model: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, run:
     return x
 
 
-def _sample_dpmpp_2m_sde(
-    model: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, run: SamplerRun, on_cpu: bool, solver: str, eta: float = 1.0
+def _sample_dpmpp_multistep_sde(
+    model: Denoiser,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    run: SamplerRun,
+    on_cpu: bool,
+    correction: Callable[..., torch.Tensor],
+    eta: float = 1.0,
 ) -> torch.Tensor:
-    """DPM-Solver++(2M) SDE with a midpoint or Heun correction and Brownian-tree noise."""
-    if len(sigmas) <= 1:
-        return x
-    noise = _brownian_noise(x, sigmas, run.seed, on_cpu)
-    s_in = x.new_ones([x.shape[0]])
-    old_denoised = None
-    h = h_last = None
-    for i in range(len(sigmas) - 1):
-        denoised = model(x, sigmas[i] * s_in)
-        run.report(i, x, denoised)
-        if sigmas[i + 1] == 0:
-            x = denoised
-        else:
-            lambda_s, lambda_t = _half_log_snr(sigmas[i]), _half_log_snr(sigmas[i + 1])
-            h = lambda_t - lambda_s
-            h_eta = h * (eta + 1)
-            alpha_t = sigmas[i + 1] * lambda_t.exp()
-            x = sigmas[i + 1] / sigmas[i] * (-h * eta).exp() * x + alpha_t * (-h_eta).expm1().neg() * denoised
-            if old_denoised is not None:
-                r = h_last / h
-                if solver == "heun":
-                    x = x + alpha_t * ((-h_eta).expm1().neg() / (-h_eta) + 1) * (1 / r) * (denoised - old_denoised)
-                else:
-                    x = x + 0.5 * alpha_t * (-h_eta).expm1().neg() * (1 / r) * (denoised - old_denoised)
-            if eta > 0:
-                x = x + noise(sigmas[i], sigmas[i + 1]) * sigmas[i + 1] * (-2 * h * eta).expm1().neg().sqrt()
-        old_denoised = denoised
-        h_last = h
-    return x
+    """DPM-Solver++ multistep SDE: a first-order exponential step, plus ``correction`` from the last
+    predictions and step sizes, plus Brownian-tree noise.
 
-
-def sample_dpmpp_2m_sde(model, x, sigmas, run):
-    return _sample_dpmpp_2m_sde(model, x, sigmas, run, on_cpu=True, solver="midpoint")
-
-
-def sample_dpmpp_2m_sde_gpu(model, x, sigmas, run):
-    return _sample_dpmpp_2m_sde(model, x, sigmas, run, on_cpu=False, solver="midpoint")
-
-
-def sample_dpmpp_2m_sde_heun(model, x, sigmas, run):
-    return _sample_dpmpp_2m_sde(model, x, sigmas, run, on_cpu=True, solver="heun")
-
-
-def sample_dpmpp_2m_sde_heun_gpu(model, x, sigmas, run):
-    return _sample_dpmpp_2m_sde(model, x, sigmas, run, on_cpu=False, solver="heun")
-
-
-def _sample_dpmpp_3m_sde(
-    model: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, run: SamplerRun, on_cpu: bool, eta: float = 1.0
-) -> torch.Tensor:
-    """DPM-Solver++(3M) SDE: third-order multistep with Brownian-tree noise."""
+    ``correction(x, alpha_t, h, h_eta, denoised, denoised_1, denoised_2, h_1, h_2)`` gets the
+    current and previous two predictions and the previous two step sizes (``None`` until there are
+    some) and returns the corrected ``x``.
+    """
     if len(sigmas) <= 1:
         return x
     noise = _brownian_noise(x, sigmas, run.seed, on_cpu)
@@ -361,21 +323,7 @@ def _sample_dpmpp_3m_sde(
             h_eta = h * (eta + 1)
             alpha_t = sigmas[i + 1] * lambda_t.exp()
             x = sigmas[i + 1] / sigmas[i] * (-h * eta).exp() * x + alpha_t * (-h_eta).expm1().neg() * denoised
-            if h_2 is not None:
-                r0 = h_1 / h
-                r1 = h_2 / h
-                d1_0 = (denoised - denoised_1) / r0
-                d1_1 = (denoised_1 - denoised_2) / r1
-                d1 = d1_0 + (d1_0 - d1_1) * r0 / (r0 + r1)
-                d2 = (d1_0 - d1_1) / (r0 + r1)
-                phi_2 = h_eta.neg().expm1() / h_eta + 1
-                phi_3 = phi_2 / h_eta - 0.5
-                x = x + (alpha_t * phi_2) * d1 - (alpha_t * phi_3) * d2
-            elif h_1 is not None:
-                r = h_1 / h
-                d = (denoised - denoised_1) / r
-                phi_2 = h_eta.neg().expm1() / h_eta + 1
-                x = x + (alpha_t * phi_2) * d
+            x = correction(x, alpha_t, h, h_eta, denoised, denoised_1, denoised_2, h_1, h_2)
             if eta > 0:
                 x = x + noise(sigmas[i], sigmas[i + 1]) * sigmas[i + 1] * (-2 * h * eta).expm1().neg().sqrt()
         denoised_1, denoised_2 = denoised, denoised_1
@@ -383,12 +331,64 @@ def _sample_dpmpp_3m_sde(
     return x
 
 
+def _midpoint_2m_correction(x, alpha_t, h, h_eta, denoised, denoised_1, denoised_2, h_1, h_2):
+    """DPM-Solver++(2M) SDE, midpoint: half the first difference of the predictions."""
+    if denoised_1 is None:
+        return x
+    r = h_1 / h
+    return x + 0.5 * alpha_t * (-h_eta).expm1().neg() * (1 / r) * (denoised - denoised_1)
+
+
+def _heun_2m_correction(x, alpha_t, h, h_eta, denoised, denoised_1, denoised_2, h_1, h_2):
+    """DPM-Solver++(2M) SDE, Heun: the first difference of the predictions weighted by phi_2."""
+    if denoised_1 is None:
+        return x
+    r = h_1 / h
+    return x + alpha_t * ((-h_eta).expm1().neg() / (-h_eta) + 1) * (1 / r) * (denoised - denoised_1)
+
+
+def _third_order_3m_correction(x, alpha_t, h, h_eta, denoised, denoised_1, denoised_2, h_1, h_2):
+    """DPM-Solver++(3M) SDE: first and second differences of the predictions (first only on step 2)."""
+    if h_2 is not None:
+        r0 = h_1 / h
+        r1 = h_2 / h
+        d1_0 = (denoised - denoised_1) / r0
+        d1_1 = (denoised_1 - denoised_2) / r1
+        d1 = d1_0 + (d1_0 - d1_1) * r0 / (r0 + r1)
+        d2 = (d1_0 - d1_1) / (r0 + r1)
+        phi_2 = h_eta.neg().expm1() / h_eta + 1
+        phi_3 = phi_2 / h_eta - 0.5
+        return x + (alpha_t * phi_2) * d1 - (alpha_t * phi_3) * d2
+    if h_1 is not None:
+        r = h_1 / h
+        d = (denoised - denoised_1) / r
+        phi_2 = h_eta.neg().expm1() / h_eta + 1
+        return x + (alpha_t * phi_2) * d
+    return x
+
+
+def sample_dpmpp_2m_sde(model, x, sigmas, run):
+    return _sample_dpmpp_multistep_sde(model, x, sigmas, run, on_cpu=True, correction=_midpoint_2m_correction)
+
+
+def sample_dpmpp_2m_sde_gpu(model, x, sigmas, run):
+    return _sample_dpmpp_multistep_sde(model, x, sigmas, run, on_cpu=False, correction=_midpoint_2m_correction)
+
+
+def sample_dpmpp_2m_sde_heun(model, x, sigmas, run):
+    return _sample_dpmpp_multistep_sde(model, x, sigmas, run, on_cpu=True, correction=_heun_2m_correction)
+
+
+def sample_dpmpp_2m_sde_heun_gpu(model, x, sigmas, run):
+    return _sample_dpmpp_multistep_sde(model, x, sigmas, run, on_cpu=False, correction=_heun_2m_correction)
+
+
 def sample_dpmpp_3m_sde(model, x, sigmas, run):
-    return _sample_dpmpp_3m_sde(model, x, sigmas, run, on_cpu=True)
+    return _sample_dpmpp_multistep_sde(model, x, sigmas, run, on_cpu=True, correction=_third_order_3m_correction)
 
 
 def sample_dpmpp_3m_sde_gpu(model, x, sigmas, run):
-    return _sample_dpmpp_3m_sde(model, x, sigmas, run, on_cpu=False)
+    return _sample_dpmpp_multistep_sde(model, x, sigmas, run, on_cpu=False, correction=_third_order_3m_correction)
 
 
 # --- DDPM / LCM -----------------------------------------------------------------------------------
