@@ -8,6 +8,7 @@ denoised)`` once per step right after the step's first model evaluation. Step no
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -440,31 +441,11 @@ class SamplerSpec:
     random_inpaint_noise: bool = False  # ddim: kept region noised from seed + 1, not the initial noise
 
 
-def _dpm_solver(kind: str) -> SamplerFunction:
+def _from_module(module: str, name: str) -> SamplerFunction:
+    """``sample_<name>`` of ``nodes.sampling.<module>``, imported on first use."""
+
     def sample(model: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, run: SamplerRun) -> torch.Tensor:
-        from nodes.sampling import dpm_solver
-
-        return getattr(dpm_solver, f"sample_dpm_{kind}")(model, x, sigmas, run)
-
-    sample.__name__ = f"sample_dpm_{kind}"
-    return sample
-
-
-def _extra(name: str) -> SamplerFunction:
-    def sample(model: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, run: SamplerRun) -> torch.Tensor:
-        from nodes.sampling import extra_samplers
-
-        return getattr(extra_samplers, f"sample_{name}")(model, x, sigmas, run)
-
-    sample.__name__ = f"sample_{name}"
-    return sample
-
-
-def _adams(name: str) -> SamplerFunction:
-    def sample(model: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, run: SamplerRun) -> torch.Tensor:
-        from nodes.sampling import adams
-
-        return getattr(adams, f"sample_{name}")(model, x, sigmas, run)
+        return getattr(importlib.import_module(f"nodes.sampling.{module}"), f"sample_{name}")(model, x, sigmas, run)
 
     sample.__name__ = f"sample_{name}"
     return sample
@@ -487,8 +468,8 @@ SAMPLERS: dict[str, SamplerSpec] = {
     "dpm_2": SamplerSpec(sample_dpm_2),
     "dpm_2_ancestral": SamplerSpec(sample_dpm_2_ancestral),
     "lms": SamplerSpec(sample_lms),
-    "dpm_fast": SamplerSpec(_dpm_solver("fast")),
-    "dpm_adaptive": SamplerSpec(_dpm_solver("adaptive")),
+    "dpm_fast": SamplerSpec(_from_module("dpm_solver", "dpm_fast")),
+    "dpm_adaptive": SamplerSpec(_from_module("dpm_solver", "dpm_adaptive")),
     "dpmpp_2s_ancestral": SamplerSpec(sample_dpmpp_2s_ancestral),
     "dpmpp_sde": SamplerSpec(sample_dpmpp_sde),
     "dpmpp_sde_gpu": SamplerSpec(sample_dpmpp_sde_gpu),
@@ -502,7 +483,7 @@ SAMPLERS: dict[str, SamplerSpec] = {
     "ddpm": SamplerSpec(sample_ddpm),
     "lcm": SamplerSpec(sample_lcm),
     **{
-        name: SamplerSpec(_extra(name))
+        name: SamplerSpec(_from_module("extra_samplers", name))
         for name in (
             "euler_cfg_pp", "euler_ancestral_cfg_pp", "heunpp2", "dpmpp_2s_ancestral_cfg_pp", "dpmpp_2m_cfg_pp",
             "ipndm", "ipndm_v", "res_multistep", "res_multistep_cfg_pp", "res_multistep_ancestral",
@@ -510,9 +491,9 @@ SAMPLERS: dict[str, SamplerSpec] = {
             "seeds_2", "seeds_3",
         )
     },
-    "deis": SamplerSpec(_adams("deis")),
-    "sa_solver": SamplerSpec(_adams("sa_solver")),
-    "sa_solver_pece": SamplerSpec(_adams("sa_solver_pece")),
+    "deis": SamplerSpec(_from_module("adams", "deis")),
+    "sa_solver": SamplerSpec(_from_module("adams", "sa_solver")),
+    "sa_solver_pece": SamplerSpec(_from_module("adams", "sa_solver_pece")),
     "ddim": SamplerSpec(sample_euler, random_inpaint_noise=True),
     "uni_pc": SamplerSpec(_unipc("bh1")),
     "uni_pc_bh2": SamplerSpec(_unipc("bh2")),
