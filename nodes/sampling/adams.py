@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from nodes.sampling.noise import step_noise_sampler
-from nodes.sampling.samplers import Denoiser, SamplerRun, _half_log_snr
+from nodes.sampling.samplers import Denoiser, SamplerRun, _derivative_multistep, _half_log_snr
 
 # --- DEIS -----------------------------------------------------------------------------------------
 
@@ -65,32 +65,21 @@ def deis_coefficients(sigmas: torch.Tensor, max_order: int = 3, points: int = 10
 
 def sample_deis(model: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, run: SamplerRun, max_order: int = 3) -> torch.Tensor:
     """DEIS-tAB3 on the derivative history."""
-    s_in = x.new_ones([x.shape[0]])
     coefficients = deis_coefficients(sigmas, max_order)
-    buffer: list[torch.Tensor] = []
-    for i in range(len(sigmas) - 1):
+
+    def step(i: int, x: torch.Tensor, denoised: torch.Tensor, d_cur: torch.Tensor, buffer: list[torch.Tensor], order: int) -> torch.Tensor:
         t_cur, t_next = sigmas[i], sigmas[i + 1]
-        denoised = model(x, t_cur * s_in)
-        run.report(i, x, denoised)
-        d_cur = (x - denoised) / t_cur
-        order = min(max_order, i + 1)
         if t_next <= 0:
             order = 1
         if order == 1:
-            x_next = x + (t_next - t_cur) * d_cur
-        else:
-            weights = [w.to(x.device) for w in coefficients[i]]
-            x_next = x + weights[0] * d_cur
-            for k in range(1, order):
-                x_next = x_next + weights[k] * buffer[-k]
-        if len(buffer) == max_order - 1:
-            for k in range(max_order - 2):
-                buffer[k] = buffer[k + 1]
-            buffer[-1] = d_cur
-        else:
-            buffer.append(d_cur)
-        x = x_next
-    return x
+            return x + (t_next - t_cur) * d_cur
+        weights = [w.to(x.device) for w in coefficients[i]]
+        x_next = x + weights[0] * d_cur
+        for k in range(1, order):
+            x_next = x_next + weights[k] * buffer[-k]
+        return x_next
+
+    return _derivative_multistep(model, x, sigmas, run, max_order, step)
 
 
 # --- SA-Solver ------------------------------------------------------------------------------------

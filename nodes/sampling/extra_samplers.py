@@ -16,6 +16,7 @@ from nodes.sampling.samplers import (
     Denoiser,
     SamplerRun,
     _ancestral_step,
+    _derivative_multistep,
     _half_log_snr,
     _sigma_from_half_log_snr,
     _to_d,
@@ -74,62 +75,41 @@ def sample_heunpp2(model: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, run: 
     return x
 
 
-def _push(buffer: list[torch.Tensor], d: torch.Tensor, max_order: int) -> None:
-    if len(buffer) == max_order - 1:
-        for k in range(max_order - 2):
-            buffer[k] = buffer[k + 1]
-        buffer[-1] = d
-    else:
-        buffer.append(d)
-
-
 def sample_ipndm(model: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, run: SamplerRun, max_order: int = 4) -> torch.Tensor:
     """Improved PNDM: Adams–Bashforth with fixed coefficients on the derivative history."""
-    s_in = x.new_ones([x.shape[0]])
-    buffer: list[torch.Tensor] = []
-    for i in range(len(sigmas) - 1):
+
+    def step(i: int, x: torch.Tensor, denoised: torch.Tensor, d_cur: torch.Tensor, buffer: list[torch.Tensor], order: int) -> torch.Tensor:
         t_cur, t_next = sigmas[i], sigmas[i + 1]
-        denoised = model(x, t_cur * s_in)
-        run.report(i, x, denoised)
-        d_cur = (x - denoised) / t_cur
-        order = min(max_order, i + 1)
         if t_next == 0:
-            x_next = denoised
-        elif order == 1:
-            x_next = x + (t_next - t_cur) * d_cur
-        elif order == 2:
-            x_next = x + (t_next - t_cur) * (3 * d_cur - buffer[-1]) / 2
-        elif order == 3:
-            x_next = x + (t_next - t_cur) * (23 * d_cur - 16 * buffer[-1] + 5 * buffer[-2]) / 12
-        else:
-            x_next = x + (t_next - t_cur) * (55 * d_cur - 59 * buffer[-1] + 37 * buffer[-2] - 9 * buffer[-3]) / 24
-        _push(buffer, d_cur, max_order)
-        x = x_next
-    return x
+            return denoised
+        if order == 1:
+            return x + (t_next - t_cur) * d_cur
+        if order == 2:
+            return x + (t_next - t_cur) * (3 * d_cur - buffer[-1]) / 2
+        if order == 3:
+            return x + (t_next - t_cur) * (23 * d_cur - 16 * buffer[-1] + 5 * buffer[-2]) / 12
+        return x + (t_next - t_cur) * (55 * d_cur - 59 * buffer[-1] + 37 * buffer[-2] - 9 * buffer[-3]) / 24
+
+    return _derivative_multistep(model, x, sigmas, run, max_order, step)
 
 
 def sample_ipndm_v(model: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, run: SamplerRun, max_order: int = 4) -> torch.Tensor:
     """iPNDM with variable-step Adams–Bashforth coefficients."""
-    s_in = x.new_ones([x.shape[0]])
     t_steps = sigmas
-    buffer: list[torch.Tensor] = []
-    for i in range(len(sigmas) - 1):
+
+    def step(i: int, x: torch.Tensor, denoised: torch.Tensor, d_cur: torch.Tensor, buffer: list[torch.Tensor], order: int) -> torch.Tensor:
         t_cur, t_next = sigmas[i], sigmas[i + 1]
-        denoised = model(x, t_cur * s_in)
-        run.report(i, x, denoised)
-        d_cur = (x - denoised) / t_cur
-        order = min(max_order, i + 1)
         if t_next == 0:
-            x_next = denoised
-        elif order == 1:
-            x_next = x + (t_next - t_cur) * d_cur
-        elif order == 2:
+            return denoised
+        if order == 1:
+            return x + (t_next - t_cur) * d_cur
+        if order == 2:
             h_n = t_next - t_cur
             h_n_1 = t_cur - t_steps[i - 1]
             coeff1 = (2 + (h_n / h_n_1)) / 2
             coeff2 = -(h_n / h_n_1) / 2
-            x_next = x + (t_next - t_cur) * (coeff1 * d_cur + coeff2 * buffer[-1])
-        elif order == 3:
+            return x + (t_next - t_cur) * (coeff1 * d_cur + coeff2 * buffer[-1])
+        if order == 3:
             h_n = t_next - t_cur
             h_n_1 = t_cur - t_steps[i - 1]
             h_n_2 = t_steps[i - 1] - t_steps[i - 2]
@@ -137,25 +117,23 @@ def sample_ipndm_v(model: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, run: 
             coeff1 = (2 + (h_n / h_n_1)) / 2 + temp
             coeff2 = -(h_n / h_n_1) / 2 - (1 + h_n_1 / h_n_2) * temp
             coeff3 = temp * h_n_1 / h_n_2
-            x_next = x + (t_next - t_cur) * (coeff1 * d_cur + coeff2 * buffer[-1] + coeff3 * buffer[-2])
-        else:
-            h_n = t_next - t_cur
-            h_n_1 = t_cur - t_steps[i - 1]
-            h_n_2 = t_steps[i - 1] - t_steps[i - 2]
-            h_n_3 = t_steps[i - 2] - t_steps[i - 3]
-            temp1 = (1 - h_n / (3 * (h_n + h_n_1)) * (h_n * (h_n + h_n_1)) / (h_n_1 * (h_n_1 + h_n_2))) / 2
-            temp2 = (
-                (1 - h_n / (3 * (h_n + h_n_1))) / 2 + (1 - h_n / (2 * (h_n + h_n_1))) * h_n / (6 * (h_n + h_n_1 + h_n_2))
-            ) * (h_n * (h_n + h_n_1) * (h_n + h_n_1 + h_n_2)) / (h_n_1 * (h_n_1 + h_n_2) * (h_n_1 + h_n_2 + h_n_3))
-            ratio = h_n_1 * (h_n_1 + h_n_2) / (h_n_2 * (h_n_2 + h_n_3))
-            coeff1 = (2 + (h_n / h_n_1)) / 2 + temp1 + temp2
-            coeff2 = -(h_n / h_n_1) / 2 - (1 + h_n_1 / h_n_2) * temp1 - (1 + (h_n_1 / h_n_2) + ratio) * temp2
-            coeff3 = temp1 * h_n_1 / h_n_2 + ((h_n_1 / h_n_2) + ratio * (1 + h_n_2 / h_n_3)) * temp2
-            coeff4 = -temp2 * ratio * h_n_1 / h_n_2
-            x_next = x + (t_next - t_cur) * (coeff1 * d_cur + coeff2 * buffer[-1] + coeff3 * buffer[-2] + coeff4 * buffer[-3])
-        _push(buffer, d_cur, max_order)
-        x = x_next
-    return x
+            return x + (t_next - t_cur) * (coeff1 * d_cur + coeff2 * buffer[-1] + coeff3 * buffer[-2])
+        h_n = t_next - t_cur
+        h_n_1 = t_cur - t_steps[i - 1]
+        h_n_2 = t_steps[i - 1] - t_steps[i - 2]
+        h_n_3 = t_steps[i - 2] - t_steps[i - 3]
+        temp1 = (1 - h_n / (3 * (h_n + h_n_1)) * (h_n * (h_n + h_n_1)) / (h_n_1 * (h_n_1 + h_n_2))) / 2
+        temp2 = (
+            (1 - h_n / (3 * (h_n + h_n_1))) / 2 + (1 - h_n / (2 * (h_n + h_n_1))) * h_n / (6 * (h_n + h_n_1 + h_n_2))
+        ) * (h_n * (h_n + h_n_1) * (h_n + h_n_1 + h_n_2)) / (h_n_1 * (h_n_1 + h_n_2) * (h_n_1 + h_n_2 + h_n_3))
+        ratio = h_n_1 * (h_n_1 + h_n_2) / (h_n_2 * (h_n_2 + h_n_3))
+        coeff1 = (2 + (h_n / h_n_1)) / 2 + temp1 + temp2
+        coeff2 = -(h_n / h_n_1) / 2 - (1 + h_n_1 / h_n_2) * temp1 - (1 + (h_n_1 / h_n_2) + ratio) * temp2
+        coeff3 = temp1 * h_n_1 / h_n_2 + ((h_n_1 / h_n_2) + ratio * (1 + h_n_2 / h_n_3)) * temp2
+        coeff4 = -temp2 * ratio * h_n_1 / h_n_2
+        return x + (t_next - t_cur) * (coeff1 * d_cur + coeff2 * buffer[-1] + coeff3 * buffer[-2] + coeff4 * buffer[-3])
+
+    return _derivative_multistep(model, x, sigmas, run, max_order, step)
 
 
 # --- RES multistep and gradient estimation --------------------------------------------------------

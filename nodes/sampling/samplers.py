@@ -74,6 +74,35 @@ def _brownian_noise(x: torch.Tensor, sigmas: torch.Tensor, seed: int | None, on_
     return BrownianTreeNoise(x, sigma_min, sigma_max, seed=seed, on_cpu=on_cpu)
 
 
+DerivativeStep = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor, list[torch.Tensor], int], torch.Tensor]
+
+
+def _derivative_multistep(
+    model: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, run: SamplerRun, max_order: int, step: DerivativeStep
+) -> torch.Tensor:
+    """The loop of the multistep samplers on the derivative history (iPNDM, DEIS).
+
+    Per step: one model evaluation, the derivative ``d = (x - x0) / sigma``, then
+    ``step(i, x, denoised, d, history, order)`` gives the next ``x`` from the last ``max_order - 1``
+    derivatives (newest last) at ``order = min(max_order, i + 1)``.
+    """
+    s_in = x.new_ones([x.shape[0]])
+    history: list[torch.Tensor] = []
+    for i in range(len(sigmas) - 1):
+        denoised = model(x, sigmas[i] * s_in)
+        run.report(i, x, denoised)
+        d_cur = (x - denoised) / sigmas[i]
+        x_next = step(i, x, denoised, d_cur, history, min(max_order, i + 1))
+        if len(history) == max_order - 1:
+            for k in range(max_order - 2):
+                history[k] = history[k + 1]
+            history[-1] = d_cur
+        else:
+            history.append(d_cur)
+        x = x_next
+    return x
+
+
 # --- first-order and ancestral --------------------------------------------------------------------
 
 
