@@ -17,13 +17,18 @@ Validation is incremental: each node's JSON object is snapshotted (``marshal``),
 snapshot is unchanged since the last validation reuses its previous check (its links are re-checked
 against the current sources); an unchanged prompt reuses the whole result. Only classes whose checks
 depend on nothing but the prompt are reused (no model-file combos, no ``validate_inputs``).
+
+Speed: each class's rules are computed once per validator (one per registry), and the per-node
+check is one closure whose common cases (a literal of the declared type within bounds, a fixed
+combo's option, a well-formed link of a matching type) are decided inline; every conversion and
+every error goes through the general methods. ``benchmarks/engine_overhead.py`` measures it.
 """
 
 from __future__ import annotations
 
 import marshal
 import traceback
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -56,12 +61,22 @@ class InputRule:
 
 @dataclass(frozen=True, slots=True)
 class ClassRules:
+    """Everything validation needs to know about one node class, computed once per validator.
+
+    ``fast`` is the per-input table the hot loop reads: ``(name, kind, required, rule, socket,
+    minimum, maximum, allowed)`` where ``minimum``/``maximum`` are the bounds to enforce (None when
+    absent or when ``validate_inputs`` takes the check over) and ``allowed`` the set of a fixed combo's
+    options (None for combos read from the environment, or whose check ``validate_inputs`` takes over).
+    """
+
     node_class: type[Node]
     rules: tuple[InputRule, ...]
     output_sockets: tuple[str, ...]
     custom_validate: bool
-    fast: tuple[tuple[str, int, bool, InputRule], ...] = ()  # (name, kind, required, rule) per input
+    fast: tuple[tuple[Any, ...], ...] = ()
     socket_of: dict[str, str] = field(default_factory=dict)  # input name → socket type ("COMBO" for combos)
+    static: bool = True  # checks depend on nothing but the prompt (see ``Validator.is_static``)
+    output_node: bool = False
 
 
 def rules_for(node_class: type[Node]) -> ClassRules:
@@ -94,13 +109,34 @@ def rules_for(node_class: type[Node]) -> ClassRules:
             )
         )
     custom = getattr(node_class.validate_inputs, "__func__", None) is not Node.validate_inputs.__func__
+    dynamic_combo = any(callable(r.info.spec.combo) for r in rules)
     return ClassRules(
         node_class=node_class,
         rules=tuple(rules),
         output_sockets=tuple(o.socket for o in node_class.outputs_info),
         custom_validate=custom,
-        fast=tuple((r.name, r.kind, r.required, r) for r in rules),
+        fast=tuple(_fast_entry(r) for r in rules),
         socket_of={r.name: r.socket for r in rules},
+        static=not custom and not dynamic_combo,
+        output_node=bool(node_class.output_node),
+    )
+
+
+def _fast_entry(rule: InputRule) -> tuple[Any, ...]:
+    bounded = rule.check_values and rule.kind in (K_INT, K_FLOAT)
+    allowed = None
+    combo = rule.info.spec.combo
+    if rule.kind == K_COMBO and rule.check_values and combo is not None and not callable(combo):
+        allowed = frozenset(o for o in combo if _hashable(o))
+    return (
+        rule.name,
+        rule.kind,
+        rule.required,
+        rule,
+        rule.socket,
+        rule.minimum if bounded else None,
+        rule.maximum if bounded else None,
+        allowed,
     )
 
 
@@ -113,6 +149,8 @@ class CheckedNode:
     literals: dict[str, Any]
     links: dict[str, Link]
     title: str | None
+    # the marshal snapshot of the node's JSON object, for validation's memo (None: never reused)
+    snapshot: bytes | None = field(default=None, repr=False)
 
     @property
     def class_type(self) -> str:
@@ -164,19 +202,24 @@ def types_match(received: str, expected: str) -> bool:
 
 
 class Validator:
-    """Validates prompts against one registry and environment."""
+    """Validates prompts against one registry and environment.
+
+    The per-class rules are computed once, when the validator is made (one per registry).
+    """
 
     def __init__(self, registry: NodeRegistry, env: Environment):
         self.registry = registry
         self.env = env
         self._rules: dict[type[Node], ClassRules] = {}
         self.class_map: dict[str, type[Node]] = dict(registry.items())
-        self._last: tuple[bytes, ValidatedPrompt] | None = None
-        self._static: dict[type[Node], bool] = {}
-        # node id → (class, marshal snapshot of its JSON object, CheckedNode) of its last successful
-        # check: reused while the node is unchanged and its links still reach sources of matching
-        # types (re-checked on reuse, cheaply).
-        self.node_memo: dict[str, tuple[Any, ...]] = {}
+        self._rules_by_type: dict[str, ClassRules] = {
+            class_type: self.class_rules(node_class) for class_type, node_class in self.class_map.items()
+        }
+        self._last: tuple[Any, ValidatedPrompt] | None = None
+        # node id → the CheckedNode of its last successful check. Nodes of static classes carry the
+        # marshal snapshot of their JSON object: such a node is reused while its snapshot is
+        # unchanged and its links still reach sources of matching types (re-checked on reuse).
+        self.node_memo: dict[str, CheckedNode] = {}
 
     def class_rules(self, node_class: type[Node]) -> ClassRules:
         rules = self._rules.get(node_class)
@@ -190,26 +233,23 @@ class Validator:
         targets = _targets(partial_execution_targets)
         with gc_paused():
             workflow = prompt if isinstance(prompt, Workflow) else parse_workflow(prompt)
-            snapshots = _snapshots(workflow)
-            key = (tuple(snapshots.items()), targets) if snapshots is not None else None
+            run = _Run(self, workflow)
+            outputs = run.classify()
+            snapshots = run.snapshots
+            # node ids and snapshots as two flat tuples: comparing them costs no per-node allocation
+            key = (tuple(snapshots), tuple(snapshots.values()), targets) if snapshots is not None else None
             last = self._last
             if key is not None and last is not None and last[0] == key:
                 return last[1]
-            result = _Run(self, workflow, snapshots or {}).validate(targets)
-        if key is not None and all(self.is_static(c) for c in {n.node_class for n in result.nodes.values()}):
-            self._last = (key, result)
+            result = run.validate(outputs, targets)
+            if key is not None and run.all_static:
+                self._last = (key, result)
         return result
 
     def is_static(self, node_class: type[Node]) -> bool:
         """Whether validating this class depends on nothing but the prompt: no combo lists read from
         the environment (model files) and no ``validate_inputs`` (which may look at files)."""
-        static = self._static.get(node_class)
-        if static is None:
-            rules = self.class_rules(node_class)
-            static = self._static[node_class] = not rules.custom_validate and not any(
-                callable(r.info.spec.combo) for r in rules.rules
-            )
-        return static
+        return self.class_rules(node_class).static
 
     def forget(self) -> None:
         """Drop the memos of the last validated prompt."""
@@ -225,48 +265,57 @@ def _targets(partial_execution_targets: Iterable[Any] | None) -> tuple[str, ...]
     return tuple(str(t) for t in partial_execution_targets)
 
 
-def _snapshots(workflow: Workflow) -> dict[str, bytes] | None:
-    """Immutable copies of each node's JSON object (``marshal`` format 2: C speed, and equal values
-    always encode equally), to recognise unchanged nodes and unchanged re-submissions. None when
-    some value cannot be encoded (then nothing is reused)."""
-    dumps = marshal.dumps
-    try:
-        return {node_id: dumps(node.raw, 2) for node_id, node in workflow.nodes.items()}
-    except (ValueError, TypeError):
-        return None
+def _add(errors: list[NodeError] | None, error: NodeError) -> list[NodeError]:
+    if errors is None:
+        return [error]
+    errors.append(error)
+    return errors
 
 
 class _Run:
     """The state of validating one prompt."""
 
-    def __init__(self, validator: Validator, workflow: Workflow, snapshots: dict[str, bytes]):
-        self.snapshots = snapshots
+    def __init__(self, validator: Validator, workflow: Workflow):
         self.previous_memo = validator.node_memo
-        self.memo: dict[str, tuple[Any, ...]] = {}
         self.validator = validator
         self.env = validator.env
         self.workflow = workflow
-        self.classes: dict[str, type[Node]] = {}
+        self.rules_by_type = validator._rules_by_type  # class_type → rules (every node's class is known)
+        # node id → marshal snapshot (format 2: C speed, and equal values always encode equally) of
+        # the node's JSON object, to recognise unchanged nodes and unchanged re-submissions; None when
+        # some value cannot be encoded (then nothing is reused)
+        self.snapshots: dict[str, bytes] | None = {}
         self.errors: dict[str, list[NodeError]] = {}
-        self.checked: dict[str, CheckedNode] = {}
-        self.sources: dict[str, tuple[str, ...]] = {}
+        self.checked: dict[str, CheckedNode] = {}  # in the order they were checked
+        self.failed_links: dict[str, dict[str, Link]] = {}  # the well-formed links of nodes that failed
+        self.all_static = True  # every node checked has a static class (the result may be memoised)
         self._combos: dict[tuple[type[Node], str], tuple[list[str], frozenset[str]]] = {}
 
     # --- the whole prompt ---
 
-    def validate(self, partial_execution_targets: Iterable[Any] | None) -> ValidatedPrompt:
-        nodes = self.workflow.nodes
-        registry = self.validator.class_map
-        classes = self.classes
-        for node_id, wnode in nodes.items():
-            node_class = registry.get(wnode.class_type)
-            if node_class is None:
+    def classify(self) -> list[str]:
+        """One pass over every node (orphans included): its class's rules (an unknown class fails the
+        whole prompt) and its snapshot. Returns the output node ids."""
+        by_type = self.rules_by_type
+        snapshots = self.snapshots
+        dumps = marshal.dumps
+        outputs = []
+        for node_id, wnode in self.workflow.nodes.items():
+            rules = by_type.get(wnode.class_type)
+            if rules is None:
                 raise invalid_prompt(
                     f"Cannot execute because node {wnode.class_type} does not exist.", f"Node ID '#{node_id}'"
                 )
-            classes[node_id] = node_class
+            if rules.output_node:
+                outputs.append(node_id)
+            if snapshots is not None:
+                try:
+                    snapshots[node_id] = dumps(wnode.raw, 2)
+                except (ValueError, TypeError):
+                    snapshots = self.snapshots = None
+        return outputs
 
-        outputs = [node_id for node_id, cls in classes.items() if cls.output_node]
+    def validate(self, outputs: list[str], partial_execution_targets: Iterable[Any] | None) -> ValidatedPrompt:
         if partial_execution_targets is not None:
             targets = set(partial_execution_targets)
             outputs = [o for o in outputs if o in targets]
@@ -283,10 +332,13 @@ class _Run:
                 }
             )
 
-        valid, order = self._traverse(outputs)
-        self.validator.node_memo = self.memo
-        good = [o for o in outputs if valid.get(o)]
-        bad = [o for o in outputs if not valid.get(o)]
+        valid, ordered = self._traverse(outputs)
+        self.validator.node_memo = self.checked
+        if valid is None:  # nothing failed
+            good, bad = outputs, []
+        else:
+            good = [o for o in outputs if valid.get(o)]
+            bad = [o for o in outputs if not valid.get(o)]
         node_errors = self._node_errors(bad) if bad else {}
         if not good:
             details = "\n".join(
@@ -305,64 +357,79 @@ class _Run:
                     "node_errors": node_errors,
                 }
             )
-        checked = self.checked
         if bad:
             needed = self._upstream(good)
-            ordered = {node_id: checked[node_id] for node_id in order if node_id in needed}
+            nodes = {node_id: node for node_id, node in ordered.items() if node_id in needed}
         else:
-            ordered = {node_id: checked[node_id] for node_id in order}
-        return ValidatedPrompt(workflow=self.workflow, nodes=ordered, outputs=tuple(good), node_errors=node_errors)
+            nodes = ordered  # type: ignore[assignment]  # every value is a CheckedNode
+        return ValidatedPrompt(workflow=self.workflow, nodes=nodes, outputs=tuple(good), node_errors=node_errors)
 
-    def _traverse(self, outputs: list[str]) -> tuple[dict[str, bool], list[str]]:
-        """Iterative DFS upstream from the outputs: checks each node once, finds cycles, and
-        returns each node's validity (own checks and all sources valid) and a post-order."""
-        state: dict[str, int] = {}  # 1 = on the stack, 2 = done
-        position: dict[str, int] = {}
-        valid: dict[str, bool] = {}
-        order: list[str] = []
+    def _traverse(self, outputs: list[str]) -> tuple[dict[str, bool] | None, dict[str, CheckedNode | None]]:
+        """Iterative DFS upstream from the outputs: checks each node once and finds cycles. Returns
+        each node's validity (own checks and all sources valid; None when every node is valid) and
+        the visited nodes in post-order (sources first) with their CheckedNode (None if failed)."""
+        ordered: dict[str, CheckedNode | None] = {}
+        on_path: dict[str, int] = {}  # node id → its position on the DFS path
         in_cycle: set[str] = set()
-        errors = self.errors
-        sources = self.sources
+        check = self._checker()
+        checked = self.checked.get
         for output in outputs:
-            if output in state:
+            if output in ordered:
                 continue
-            self._check(output)
-            state[output] = 1
-            position[output] = 0
-            path = [output]
-            iters = [iter(sources[output])]
-            while iters:
-                for source in iters[-1]:
-                    seen = state.get(source)
-                    if seen is None:
-                        self._check(source)
-                        state[source] = 1
-                        position[source] = len(path)
+            on_path[output] = 0
+            path = [output]  # the nodes being visited, each a source of the one before
+            pending = []  # the link iterators of the nodes on the path, but the last
+            links = iter(check(output).values())  # the last one's
+            while True:
+                for link in links:
+                    source = link[0]
+                    if source in ordered:
+                        continue
+                    position = on_path.get(source)
+                    if position is None:
+                        on_path[source] = len(path)
                         path.append(source)
-                        iters.append(iter(sources[source]))
+                        pending.append(links)
+                        links = iter(check(source).values())
                         break
-                    if seen == 1:
-                        self._report_cycle(path[position[source] :], in_cycle)
+                    self._report_cycle(path[position:], in_cycle)
                 else:
                     node_id = path.pop()
-                    iters.pop()
-                    state[node_id] = 2
-                    order.append(node_id)
-                    ok = node_id not in errors and node_id not in in_cycle
-                    if ok:
-                        for source in sources[node_id]:
-                            if not valid.get(source, False):
-                                ok = False
-                                break
-                    valid[node_id] = ok
-        return valid, order
+                    del on_path[node_id]
+                    ordered[node_id] = checked(node_id)
+                    if not pending:
+                        break
+                    links = pending.pop()
+        errors = self.errors
+        if not errors and not in_cycle:
+            return None, ordered
+        valid: dict[str, bool] = {}
+        for node_id, node in ordered.items():  # post-order: sources first (members of a cycle are invalid anyway)
+            ok = node is not None and node_id not in errors and node_id not in in_cycle
+            if ok:
+                for link in node.links.values():  # type: ignore[union-attr]
+                    if not valid.get(link[0], False):
+                        ok = False
+                        break
+            valid[node_id] = ok
+        return valid, ordered
+
+    def _sources(self, node_id: str) -> list[str]:
+        """The distinct source ids of a checked node's well-formed links, in input order."""
+        node = self.checked.get(node_id)
+        links = node.links if node is not None else self.failed_links.get(node_id, {})
+        sources: list[str] = []
+        for link in links.values():
+            if link[0] not in sources:
+                sources.append(link[0])
+        return sources
 
     def _report_cycle(self, stack_slice: list[str], in_cycle: set[str]) -> None:
         from graphengine.plan import describe_cycle
 
         members = set(stack_slice)
         in_cycle.update(members)
-        edges = [(s, n) for n in members for s in self.sources.get(n, ()) if s in members]
+        edges = [(s, n) for n in members for s in self._sources(n) if s in members]
         cycle = describe_cycle(edges, order=list(self.workflow.nodes))
         first = cycle[0]
         if any(e.type == "dependency_cycle" for e in self.errors.get(first, ())):
@@ -375,9 +442,8 @@ class _Run:
     def _upstream(self, outputs: list[str]) -> set[str]:
         seen = set(outputs)
         stack = list(outputs)
-        sources = self.sources
         while stack:
-            for source in sources[stack.pop()]:
+            for source in self._sources(stack.pop()):
                 if source not in seen:
                     seen.add(source)
                     stack.append(source)
@@ -405,7 +471,7 @@ class _Run:
         ordered = [output]
         stack = [output]
         while stack:
-            for source in self.sources.get(stack.pop(), ()):
+            for source in self._sources(stack.pop()):
                 if source not in seen:
                     seen.add(source)
                     ordered.append(source)
@@ -414,127 +480,186 @@ class _Run:
 
     # --- one node ---
 
-    def _check(self, node_id: str) -> None:
-        wnode = self.workflow.nodes[node_id]
-        node_class = self.classes[node_id]
-        validator = self.validator
-        inputs = wnode.raw_inputs
-        classes = self.classes
-        snapshot = self.snapshots.get(node_id) if validator.is_static(node_class) else None
-        if snapshot is not None:
-            old = self.previous_memo.get(node_id)
-            if old is not None and old[0] is node_class and old[1] == snapshot and self._links_still_match(old[2]):
-                checked = old[2]
-                self.memo[node_id] = old
-                self.checked[node_id] = checked
-                sources: list[str] = []
-                for link in checked.links.values():
-                    if link[0] not in sources:
-                        sources.append(link[0])
-                self.sources[node_id] = tuple(sources)
-                return
-        class_rules = validator._rules.get(node_class) or validator.class_rules(node_class)
-        literals: dict[str, Any] = {}
-        links: dict[str, Link] = {}
-        sources: list[str] = []
-        errors: list[NodeError] = []
-        for name, rule_kind, required, rule in class_rules.fast:
-            value = inputs.get(name)
-            if value is None:
-                if required:
-                    errors.append(
-                        NodeError("required_input_missing", "Required input is missing", name, {"input_name": name})
-                    )
-                continue
-            kind = type(value)
-            if kind is str:
-                if rule_kind == K_STRING:  # the common case, inline
-                    literals[name] = value
-                    continue
-            elif kind is list and len(value) == 2 and type(value[0]) is str and type(value[1]) is int and value[1] >= 0:
-                value = Link(value)  # the link rule's common case, inline (parse_value is the rule)
-                kind = Link
-            elif kind is not int and kind is not float and kind is not bool:
-                value = parse_value(value)
-                kind = type(value)
-            if kind is Link:
-                source_id, slot = value
-                source_class = classes.get(source_id)
-                if source_class is None:
-                    errors.append(self._bad_link(rule, value, f"node '{source_id}' does not exist"))
-                    continue
-                source_rules = validator._rules.get(source_class) or validator.class_rules(source_class)
-                sockets = source_rules.output_sockets
-                if slot >= len(sockets):
-                    errors.append(
-                        self._bad_link(
-                            rule,
-                            value,
-                            f"node '{source_id}' ({self.workflow.nodes[source_id].class_type}) has "
-                            f"{len(sockets)} output(s); output {slot} does not exist",
-                        )
-                    )
-                    continue
-                received = sockets[slot]
-                expected = rule.socket
-                if received != expected and not types_match(received, expected):
-                    errors.append(
-                        NodeError(
-                            "return_type_mismatch",
-                            "Return type mismatch between linked nodes",
-                            f"{name}, received_type({received}) mismatch input_type({expected})",
-                            {
-                                "input_name": name,
-                                "input_config": input_config(rule.info, self.env),
-                                "received_type": received,
-                                "linked_node": value.to_json(),
-                            },
-                        )
-                    )
-                    continue
-                links[name] = value
-                if source_id not in sources:
-                    sources.append(source_id)
-                continue
-            if kind is InvalidValue:
-                if value.kind == "bad_linked_input":
-                    errors.append(self._bad_link(rule, value.raw, value.reason))
-                else:
-                    errors.append(self._invalid_type(rule, value.raw, value.reason))
-                continue
-            error = self._literal(node_class, rule, value, literals)
-            if error is not None:
-                errors.append(error)
-        if class_rules.custom_validate and not errors:
-            errors.extend(self._custom(node_class, literals))
-        self.sources[node_id] = tuple(sources)
-        checked = None
-        if errors:
-            self.errors[node_id] = errors
-        else:
-            checked = self.checked[node_id] = CheckedNode(node_id, node_class, literals, links, wnode.title)
-        if snapshot is not None and checked is not None:
-            self.memo[node_id] = (node_class, snapshot, checked)
+    def _checker(self) -> Callable[[str], dict[str, Link]]:
+        """``check(node_id)``: validate one node, record its ``CheckedNode`` (or its errors) and
+        return its well-formed links (whose sources are visited next).
 
-    def _links_still_match(self, checked: CheckedNode) -> bool:
+        This is the per-node hot path, so it is one closure over local names, and the cases that
+        need no conversion — a string for a STRING input, an in-range int/float for INT/FLOAT, a
+        bool for BOOLEAN, a fixed combo's option, any plain value for a ``*`` input, a well-formed
+        link of a matching type — are decided inline; everything else (coercion, every error) goes
+        through the general methods, which define the behaviour."""
+        nodes = self.workflow.nodes
+        by_type = self.rules_by_type
+        snapshots = self.snapshots
+        previous = self.previous_memo
+        checked_nodes = self.checked
+        errors_of = self.errors
+        failed_links = self.failed_links
+        links_match = self._links_still_match
+        literal = self._literal
+        link_error = self._link_error
+        invalid_value = self._invalid_value
+
+        def check(node_id: str) -> dict[str, Link]:
+            wnode = nodes[node_id]
+            table = by_type[wnode.class_type]
+            node_class = table.node_class
+            snapshot = None
+            if not table.static:
+                self.all_static = False
+            elif snapshots is not None:
+                snapshot = snapshots[node_id]
+                old = previous.get(node_id)
+                if (
+                    old is not None
+                    and old.node_class is node_class
+                    and old.snapshot == snapshot
+                    and links_match(old.links, table)
+                ):
+                    checked_nodes[node_id] = old
+                    return old.links
+            inputs = wnode.raw_inputs
+            literals: dict[str, Any] = {}
+            links: dict[str, Link] = {}
+            errors: list[NodeError] | None = None
+            for name, kind, required, rule, socket, minimum, maximum, allowed in table.fast:
+                value = inputs.get(name)
+                if value is None:
+                    if required:
+                        errors = _add(
+                            errors,
+                            NodeError("required_input_missing", "Required input is missing", name, {"input_name": name}),
+                        )
+                    continue
+                value_type = type(value)
+                if value_type is str:
+                    if kind == K_STRING or kind == K_ANY or (allowed is not None and value in allowed):
+                        literals[name] = value
+                        continue
+                elif value_type is list:
+                    if len(value) == 2:
+                        source_id, slot = value
+                        if type(source_id) is str and type(slot) is int and slot >= 0:
+                            # the link rule's common case (parse_value is the rule), checked inline
+                            source = nodes.get(source_id)
+                            if source is not None:
+                                sockets = by_type[source.class_type].output_sockets
+                                if slot < len(sockets):
+                                    received = sockets[slot]
+                                    if received == socket or socket == ANY_TYPE or types_match(received, socket):
+                                        links[name] = Link(value)
+                                        continue
+                    value = parse_value(value)
+                    value_type = type(value)
+                elif value_type is int:
+                    if kind == K_INT:
+                        if (minimum is None or value >= minimum) and (maximum is None or value <= maximum):
+                            literals[name] = value
+                            continue
+                    elif kind == K_ANY:
+                        literals[name] = value
+                        continue
+                elif value_type is float:
+                    if kind == K_FLOAT:
+                        if (
+                            value - value == 0.0  # finite
+                            and (minimum is None or value >= minimum)
+                            and (maximum is None or value <= maximum)
+                        ):
+                            literals[name] = value
+                            continue
+                    elif kind == K_ANY:
+                        literals[name] = value
+                        continue
+                elif value_type is bool:
+                    if kind == K_BOOL or kind == K_ANY:
+                        literals[name] = value
+                        continue
+                else:
+                    value = parse_value(value)
+                    value_type = type(value)
+                if value_type is Link:
+                    source = nodes.get(value[0])
+                    source_table = by_type[source.class_type] if source is not None else None
+                    if source_table is not None:
+                        sockets = source_table.output_sockets
+                        slot = value[1]
+                        if slot < len(sockets):
+                            received = sockets[slot]
+                            if received == socket or socket == ANY_TYPE or types_match(received, socket):
+                                links[name] = value
+                                continue
+                    errors = _add(errors, link_error(rule, value, source_table))
+                    continue
+                if value_type is InvalidValue:
+                    errors = _add(errors, invalid_value(rule, value))
+                    continue
+                error = literal(node_class, rule, value, literals)
+                if error is not None:
+                    errors = _add(errors, error)
+            if errors is None and table.custom_validate:
+                errors = self._custom(node_class, literals) or None
+            if errors is not None:
+                errors_of[node_id] = errors
+                failed_links[node_id] = links
+                return links
+            checked_nodes[node_id] = CheckedNode(node_id, node_class, literals, links, wnode.title, snapshot)
+            return links
+
+        return check
+
+    def _links_still_match(self, links: dict[str, Link], table: ClassRules) -> bool:
         """Whether every link of a previously checked node still reaches an existing output of a
         matching type (the sources may have been replaced since)."""
-        if not checked.links:
+        if not links:
             return True
-        classes = self.classes
-        rules = self.validator._rules
-        expected = (rules.get(checked.node_class) or self.validator.class_rules(checked.node_class)).socket_of
-        for name, (source_id, slot) in checked.links.items():
-            source_class = classes.get(source_id)
-            if source_class is None:
+        nodes = self.workflow.nodes
+        by_type = self.rules_by_type
+        expected = table.socket_of
+        for name, (source_id, slot) in links.items():
+            source = nodes.get(source_id)
+            if source is None:
                 return False
-            sockets = (rules.get(source_class) or self.validator.class_rules(source_class)).output_sockets
+            sockets = by_type[source.class_type].output_sockets
             if slot >= len(sockets):
                 return False
             received, wanted = sockets[slot], expected[name]
             if received != wanted and not types_match(received, wanted):
                 return False
         return True
+
+    def _link_error(self, rule: InputRule, link: Link, source_table: ClassRules | None) -> NodeError:
+        """The error of a well-formed link that does not fit: a missing source node, an output
+        index out of range, or an output of the wrong type."""
+        source_id, slot = link
+        if source_table is None:
+            return self._bad_link(rule, link, f"node '{source_id}' does not exist")
+        sockets = source_table.output_sockets
+        if slot >= len(sockets):
+            return self._bad_link(
+                rule,
+                link,
+                f"node '{source_id}' ({self.workflow.nodes[source_id].class_type}) has "
+                f"{len(sockets)} output(s); output {slot} does not exist",
+            )
+        received = sockets[slot]
+        return NodeError(
+            "return_type_mismatch",
+            "Return type mismatch between linked nodes",
+            f"{rule.name}, received_type({received}) mismatch input_type({rule.socket})",
+            {
+                "input_name": rule.name,
+                "input_config": input_config(rule.info, self.env),
+                "received_type": received,
+                "linked_node": link.to_json(),
+            },
+        )
+
+    def _invalid_value(self, rule: InputRule, value: InvalidValue) -> NodeError:
+        if value.kind == "bad_linked_input":
+            return self._bad_link(rule, value.raw, value.reason)
+        return self._invalid_type(rule, value.raw, value.reason)
 
     def _literal(self, node_class: type[Node], rule: InputRule, value: Any, literals: dict[str, Any]) -> NodeError | None:
         kind = rule.kind

@@ -398,3 +398,99 @@ def test_incremental_validation_rechecks_what_changed_and_what_it_links_to(engin
     assert only_error(body_of(engine, prompt))["type"] == "bad_linked_input"
     prompt["9"] = {"class_type": "FakeInt", "inputs": {"value": 4}}
     assert engine.validate(prompt).outputs == ("3",)
+
+
+@pytest.mark.parametrize(
+    ("inputs", "literals"),
+    [
+        ({"count": 1, "ratio": 0.0}, {"count": 1, "ratio": 0.0}),  # the bounds themselves pass
+        ({"count": 10, "ratio": 1.0}, {"count": 10, "ratio": 1.0}),
+        ({"count": True, "ratio": 1, "flag": 1}, {"count": 1, "ratio": 1.0, "flag": True}),  # coerced
+        ({"count": 3.0, "ratio": "0.25", "word": 7}, {"count": 3, "ratio": 0.25, "word": "7"}),
+        ({"choice": "gamma", "flag": True}, {"choice": "gamma", "flag": True}),
+    ],
+)
+def test_accepted_literals_keep_or_get_their_declared_type(engine, inputs, literals):
+    node = engine.validate(checked(**inputs)).nodes["1"]
+    for name, value in literals.items():
+        assert node.literals[name] == value and type(node.literals[name]) is type(value), name
+
+
+@pytest.mark.parametrize(
+    ("inputs", "kind"),
+    [
+        ({"count": 11}, "value_bigger_than_max"),
+        ({"count": 0}, "value_smaller_than_min"),
+        ({"ratio": -0.5}, "value_smaller_than_min"),
+        ({"ratio": float("inf")}, "invalid_input_type"),
+        ({"ratio": float("nan")}, "invalid_input_type"),
+        ({"count": 2.5}, "invalid_input_type"),
+        ({"flag": "maybe"}, "invalid_input_type"),
+        ({"choice": 1}, "value_not_in_list"),
+        ({"choice": ["alpha"]}, "bad_linked_input"),
+    ],
+)
+def test_rejected_literals(engine, inputs, kind):
+    assert only_error(body_of(engine, checked(**inputs)))["type"] == kind
+
+
+def test_any_typed_inputs_keep_the_literal_as_sent(engine):
+    for value in ("text", 3, 2.5, True, {"__value__": [1, 2]}):
+        prompt = {"o": {"class_type": "FakeOutput", "inputs": {"value": value}}}
+        literal = engine.validate(prompt).nodes["o"].literals["value"]
+        expected = [1, 2] if isinstance(value, dict) else value
+        assert literal == expected and type(literal) is type(expected)
+
+
+def test_validated_nodes_are_in_depth_first_post_order_sources_first(engine):
+    prompt = {
+        "out": {"class_type": "FakeOutput", "inputs": {"value": ["sum", 0]}},
+        "sum": {"class_type": "FakeAdd", "inputs": {"a": ["left", 0], "b": ["right", 0]}},
+        "right": {"class_type": "FakeAdd", "inputs": {"a": ["base", 0], "b": ["base", 0]}},  # the same source twice
+        "left": {"class_type": "FakeAdd", "inputs": {"a": ["base", 0]}},
+        "base": {"class_type": "FakeInt", "inputs": {"value": 2}},
+        "orphan": {"class_type": "FakeInt", "inputs": {"value": 1}},
+    }
+    validated = engine.validate(prompt)
+    assert list(validated.nodes) == ["base", "left", "right", "sum", "out"]
+    assert dict(validated.nodes["right"].links) == {"a": ("base", 0), "b": ("base", 0)}
+    assert engine.run(prompt).outputs == {"out": {"values": [6]}}
+
+
+def test_a_cycle_through_two_links_to_the_same_node_is_reported_once(engine):
+    prompt = {
+        "o": {"class_type": "FakeOutput", "inputs": {"value": ["x", 0]}},
+        "x": {"class_type": "FakeAdd", "inputs": {"a": ["y", 0], "b": ["y", 0]}},
+        "y": {"class_type": "FakeAdd", "inputs": {"a": ["x", 0]}},
+    }
+    body = body_of(engine, prompt)
+    assert list(body["node_errors"]) == ["x"]
+    assert [e["type"] for e in body["node_errors"]["x"]["errors"]] == ["dependency_cycle"]
+    assert body["error"]["details"] == "Dependency cycle detected: x (FakeAdd) -> y (FakeAdd) -> x"
+
+
+def test_a_prompt_whose_failing_part_reads_the_environment_is_validated_again(engine):
+    prompt = checked(word="bad")  # FakeChecked has validate_inputs: its verdict may change
+    prompt["3"] = {"class_type": "FakeOutput", "inputs": {"value": 1}}
+    first = engine.validate(prompt)
+    assert first.outputs == ("3",) and set(first.node_errors) == {"1"}
+    assert engine.validate(prompt) is not first
+
+
+def test_memo_reuse_survives_in_place_edits_of_links_and_titles(engine):
+    prompt = {
+        "a": {"class_type": "FakeInt", "inputs": {"value": 1}},
+        "b": {"class_type": "FakeInt", "inputs": {"value": 10}},
+        "s": {"class_type": "FakeAdd", "inputs": {"a": ["a", 0], "b": ["b", 0]}},
+        "o": {"class_type": "FakeOutput", "inputs": {"value": ["s", 0]}},
+    }
+    first = engine.validate(prompt)
+    prompt["s"]["inputs"]["a"][0] = "b"  # the link lists themselves edited in place
+    prompt["s"]["inputs"]["b"][0] = "a"
+    second = engine.validate(prompt)
+    assert second.nodes["s"] is not first.nodes["s"]
+    assert dict(second.nodes["s"].links) == {"a": ("b", 0), "b": ("a", 0)}
+    assert second.nodes["a"] is first.nodes["a"] and second.nodes["b"] is first.nodes["b"]
+    assert list(second.nodes) == ["b", "a", "s", "o"]
+    prompt["a"]["_meta"] = {"title": "renamed"}
+    assert engine.validate(prompt).nodes["a"].title == "renamed"
