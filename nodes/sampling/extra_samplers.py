@@ -350,6 +350,13 @@ def sample_er_sde(model: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, run: S
     return x
 
 
+def _carry_sde_noise(sde_noise: torch.Tensor, segment: torch.Tensor, noise, sigma_from: torch.Tensor, sigma_to: torch.Tensor) -> torch.Tensor:
+    """SEEDS: the previous stage's noise decayed by ``exp(segment)`` plus fresh noise for the rest of
+    its variance, from ``sigma_from`` to ``sigma_to``."""
+    sde_noise = sde_noise * segment.exp()
+    return sde_noise + segment.mul(2).expm1().neg().sqrt() * noise(sigma_from, sigma_to)
+
+
 def sample_seeds_2(model: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, run: SamplerRun, eta: float = 1.0, r: float = 0.5) -> torch.Tensor:
     """SEEDS-2 (arXiv 2305.14267): stochastic exponential two-stage data-prediction solver."""
     noise = step_noise_sampler(x, run.seed)
@@ -374,9 +381,7 @@ def sample_seeds_2(model: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, run: 
         denoised_2 = model(x_2, sigma_s_1 * s_in)
         denoised_d = torch.lerp(denoised, denoised_2, fac)
         x = sigmas[i + 1] / sigmas[i] * (-h * eta).exp() * x - alpha_t * _ei_h_phi_1(-h_eta) * denoised_d
-        segment = (r - 1) * h * eta
-        sde_noise = sde_noise * segment.exp()
-        sde_noise = sde_noise + segment.mul(2).expm1().neg().sqrt() * noise(sigma_s_1, sigmas[i + 1])
+        sde_noise = _carry_sde_noise(sde_noise, (r - 1) * h * eta, noise, sigma_s_1, sigmas[i + 1])
         x = x + sde_noise * sigmas[i + 1]
     return x
 
@@ -409,16 +414,12 @@ def sample_seeds_3(
         a3_2 = r_2 / r_1 * _ei_h_phi_2(-r_2 * h_eta)
         a3_1 = _ei_h_phi_1(-r_2 * h_eta) - a3_2
         x_3 = sigma_s_2 / sigmas[i] * (-r_2 * h * eta).exp() * x - alpha_s_2 * (a3_1 * denoised + a3_2 * denoised_2)
-        segment = (r_1 - r_2) * h * eta
-        sde_noise = sde_noise * segment.exp()
-        sde_noise = sde_noise + segment.mul(2).expm1().neg().sqrt() * noise(sigma_s_1, sigma_s_2)
+        sde_noise = _carry_sde_noise(sde_noise, (r_1 - r_2) * h * eta, noise, sigma_s_1, sigma_s_2)
         x_3 = x_3 + sde_noise * sigma_s_2
         denoised_3 = model(x_3, sigma_s_2 * s_in)
         b3 = _ei_h_phi_2(-h_eta) / r_2
         b1 = _ei_h_phi_1(-h_eta) - b3
         x = sigmas[i + 1] / sigmas[i] * (-h * eta).exp() * x - alpha_t * (b1 * denoised + b3 * denoised_3)
-        segment = (r_2 - 1) * h * eta
-        sde_noise = sde_noise * segment.exp()
-        sde_noise = sde_noise + segment.mul(2).expm1().neg().sqrt() * noise(sigma_s_2, sigmas[i + 1])
+        sde_noise = _carry_sde_noise(sde_noise, (r_2 - 1) * h * eta, noise, sigma_s_2, sigmas[i + 1])
         x = x + sde_noise * sigmas[i + 1]
     return x
