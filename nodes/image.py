@@ -72,49 +72,10 @@ def _read_image(name: str, ctx: NodeContext) -> Any:
     return decode_image_bytes(path.read_bytes(), ctx.env.limits.max_image_pixels)
 
 
-class LoadImage(Node):
-    """Load an image (all frames of an animation as a batch) from the input folder, with its alpha
-    as a mask (1 − alpha; 64×64 zeros when the image has no alpha)."""
-
-    display_name: ClassVar[str] = "Load Image"
-    category: ClassVar[str] = "image"
-
-    image: str = Combo(input_images, image_upload=True, tooltip="File in the input folder, e.g. 'sub/name.png'.")
-
-    class Outputs(NodeOutputs):
-        image: Image = Output(name="IMAGE")
-        mask: Mask = Output(name="MASK")
-
-    @classmethod
-    def validates(cls) -> frozenset[str]:
-        return frozenset({"image"})  # any existing file is accepted, not only the listed ones
-
-    @classmethod
-    def validate_inputs(cls, literals: Mapping[str, Any], env: Environment) -> str | None:
-        return _file_problem(literals["image"], env) if "image" in literals else None
-
-    @classmethod
-    def fingerprint(cls, literals: Mapping[str, Any], env: Environment) -> Any:
-        return _file_fingerprint(literals.get("image"), env)
-
-    def run(self, ctx: NodeContext) -> LoadImage.Outputs:
-        from nodes._imaging import image_and_mask_from_pil
-
-        pixels, mask = image_and_mask_from_pil(_read_image(self.image, ctx))
-        return self.Outputs(image=Image(pixels), mask=Mask(mask))
-
-
-class LoadImageMask(Node):
-    """Load one channel of an image from the input folder as a mask (alpha is inverted: 1 − alpha)."""
-
-    display_name: ClassVar[str] = "Load Image (as Mask)"
-    category: ClassVar[str] = "mask"
-
-    image: str = Combo(input_files, image_upload=True)
-    channel: str = Combo(MASK_CHANNELS)
-
-    class Outputs(NodeOutputs):
-        mask: Mask = Output(name="MASK")
+class _ChecksInputFile:
+    """Node hooks for an ``image`` input naming a file in the input folder: any existing file is
+    accepted (not only the listed ones), a missing or escaping one is rejected at validation, and
+    the file's hash joins the cache key."""
 
     @classmethod
     def validates(cls) -> frozenset[str]:
@@ -127,6 +88,39 @@ class LoadImageMask(Node):
     @classmethod
     def fingerprint(cls, literals: Mapping[str, Any], env: Environment) -> Any:
         return _file_fingerprint(literals.get("image"), env)
+
+
+class LoadImage(_ChecksInputFile, Node):
+    """Load an image (all frames of an animation as a batch) from the input folder, with its alpha
+    as a mask (1 − alpha; 64×64 zeros when the image has no alpha)."""
+
+    display_name: ClassVar[str] = "Load Image"
+    category: ClassVar[str] = "image"
+
+    image: str = Combo(input_images, image_upload=True, tooltip="File in the input folder, e.g. 'sub/name.png'.")
+
+    class Outputs(NodeOutputs):
+        image: Image = Output(name="IMAGE")
+        mask: Mask = Output(name="MASK")
+
+    def run(self, ctx: NodeContext) -> LoadImage.Outputs:
+        from nodes._imaging import image_and_mask_from_pil
+
+        pixels, mask = image_and_mask_from_pil(_read_image(self.image, ctx))
+        return self.Outputs(image=Image(pixels), mask=Mask(mask))
+
+
+class LoadImageMask(_ChecksInputFile, Node):
+    """Load one channel of an image from the input folder as a mask (alpha is inverted: 1 − alpha)."""
+
+    display_name: ClassVar[str] = "Load Image (as Mask)"
+    category: ClassVar[str] = "mask"
+
+    image: str = Combo(input_files, image_upload=True)
+    channel: str = Combo(MASK_CHANNELS)
+
+    class Outputs(NodeOutputs):
+        mask: Mask = Output(name="MASK")
 
     def run(self, ctx: NodeContext) -> LoadImageMask.Outputs:
         from nodes._imaging import mask_from_pil_channel
