@@ -188,36 +188,52 @@ def vae_params(shapes: Shapes, prefix: str) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class _TextEncoderKeys:
+    """Where one text-encoder layout keeps the tensors ``text_encoder_spec`` reads (after the prefix)."""
+
+    token_embedding: str
+    layers: str  # a regex whose group 1 is the layer index
+    first_mlp: str
+    position_embedding: str
+    projection: str
+    projection_width_axis: int  # the projection tensor's axis that holds the projected width
+
+
+_HF_CLIP_KEYS = _TextEncoderKeys(
+    token_embedding="text_model.embeddings.token_embedding.weight",
+    layers=r"text_model\.encoder\.layers\.(\d+)\.",
+    first_mlp="text_model.encoder.layers.0.mlp.fc1.weight",
+    position_embedding="text_model.embeddings.position_embedding.weight",
+    projection="text_projection.weight",
+    projection_width_axis=0,
+)
+_OPEN_CLIP_KEYS = _TextEncoderKeys(
+    token_embedding="token_embedding.weight",
+    layers=r"transformer\.resblocks\.(\d+)\.",
+    first_mlp="transformer.resblocks.0.mlp.c_fc.weight",
+    position_embedding="positional_embedding",
+    projection="text_projection",
+    projection_width_axis=1,
+)
+
+
 def text_encoder_spec(shapes: Shapes, role: TextEncoderRole) -> TextEncoderSpec | None:
     """The size of one text encoder, or None if its tensors are absent."""
     p = role.prefix
-    esc = re.escape(p)
-    if role.layout == "hf_clip":
-        token = shapes.get(p + "text_model.embeddings.token_embedding.weight")
-        if token is None:
-            return None
-        projection = shapes.get(p + "text_projection.weight")
-        return TextEncoderSpec(
-            role=role,
-            vocab=token[0],
-            width=token[1],
-            layers=_count(shapes, esc + r"text_model\.encoder\.layers\.(\d+)\."),
-            mlp=shapes[p + "text_model.encoder.layers.0.mlp.fc1.weight"][0],
-            positions=shapes[p + "text_model.embeddings.position_embedding.weight"][0],
-            projection=projection[0] if projection else None,
-        )
-    token = shapes.get(p + "token_embedding.weight")
+    keys = _HF_CLIP_KEYS if role.layout == "hf_clip" else _OPEN_CLIP_KEYS
+    token = shapes.get(p + keys.token_embedding)
     if token is None:
         return None
-    projection = shapes.get(p + "text_projection")
+    projection = shapes.get(p + keys.projection)
     return TextEncoderSpec(
         role=role,
         vocab=token[0],
         width=token[1],
-        layers=_count(shapes, esc + r"transformer\.resblocks\.(\d+)\."),
-        mlp=shapes[p + "transformer.resblocks.0.mlp.c_fc.weight"][0],
-        positions=shapes[p + "positional_embedding"][0],
-        projection=projection[1] if projection else None,
+        layers=_count(shapes, re.escape(p) + keys.layers),
+        mlp=shapes[p + keys.first_mlp][0],
+        positions=shapes[p + keys.position_embedding][0],
+        projection=projection[keys.projection_width_axis] if projection else None,
     )
 
 
