@@ -25,13 +25,18 @@ class BadBody(HTTPException):
         self.kind = kind
 
 
+def _empty_body(empty: Any) -> Any:
+    """What an empty body reads as: ``empty`` where the caller gave one, else a 400."""
+    if empty is _MISSING:
+        raise BadBody("invalid_json", "request body is empty; a JSON document was expected")
+    return empty
+
+
 async def read_json(request: Request, *, empty: Any = _MISSING) -> Any:
     """The body parsed as JSON; ``empty`` is returned for an empty body (else 400)."""
     raw = await request.body()
     if not raw.strip():
-        if empty is _MISSING:
-            raise BadBody("invalid_json", "request body is empty; a JSON document was expected")
-        return empty
+        return _empty_body(empty)
     try:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -42,9 +47,7 @@ async def read_json_or_form(request: Request, *, empty: Any = _MISSING) -> Any:
     """JSON, or ``a=1&b=2`` form pairs turned into a dict (values "true"/"false" become booleans)."""
     raw = await request.body()
     if not raw.strip():
-        if empty is _MISSING:
-            raise BadBody("invalid_json", "request body is empty; a JSON document was expected")
-        return empty
+        return _empty_body(empty)
     try:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError):
