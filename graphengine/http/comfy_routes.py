@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -114,6 +115,17 @@ async def get_queue(request: Request) -> Response:
     return json_text(await run_in_threadpool(queue.queue_json_text))
 
 
+async def _clear_then_delete(body: dict[str, Any], clear: Callable[[], Any], delete: Callable[[list[str]], Any]) -> Response:
+    """The ``{"clear": true, "delete": [id, …]}`` body of POST /queue and /history: clear when asked,
+    then delete the listed ids (both off the event loop)."""
+    if optional_bool(body, "clear"):
+        await run_in_threadpool(clear)
+    ids = string_list(body, "delete")
+    if ids:
+        await run_in_threadpool(delete, ids)
+    return empty_ok()
+
+
 @describe(body="json", responses={200: "empty body"})
 async def post_queue(request: Request) -> Response:
     """Delete pending items (``{"delete": [prompt_id, …]}``) and/or clear the queue (``{"clear": true}``).
@@ -121,12 +133,7 @@ async def post_queue(request: Request) -> Response:
     The running prompt is not affected (use /interrupt)."""
     body = require_object(await read_json_or_form(request))
     queue = _services(request).queue
-    if optional_bool(body, "clear"):
-        await run_in_threadpool(queue.clear)
-    delete = string_list(body, "delete")
-    if delete:
-        await run_in_threadpool(queue.delete, delete)
-    return empty_ok()
+    return await _clear_then_delete(body, queue.clear, queue.delete)
 
 
 @describe(body="json", responses={200: "empty body"})
@@ -175,12 +182,7 @@ async def post_history(request: Request) -> Response:
     """Delete history entries (``{"delete": [id, …]}``) and/or clear it (``{"clear": true}``)."""
     body = require_object(await read_json_or_form(request))
     queue = _services(request).queue
-    if optional_bool(body, "clear"):
-        await run_in_threadpool(queue.clear_history)
-    delete = string_list(body, "delete")
-    if delete:
-        await run_in_threadpool(queue.delete_history, delete)
-    return empty_ok()
+    return await _clear_then_delete(body, queue.clear_history, queue.delete_history)
 
 
 # ---------------------------------------------------------------------------------------- /object_info
