@@ -8,19 +8,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from graphengine.packs import BUILTIN_PACK_MODULES
 from tests.http_harness import LiveServer, server_config
 
-PIPELINE_PACKS = (
-    "nodes.utility",
-    "nodes.loaders",
-    "nodes.image",
-    "nodes.image_base64",
-    "nodes.latent",
-    "nodes.output",
-    "nodes.conditioning",
-    "nodes.vae",
-    "nodes.sampling",
-)
 CHECKPOINT = "micro.safetensors"
 LORA = "micro_style.safetensors"
 
@@ -39,7 +29,7 @@ def make_models(models_dir: Path, *, lora: bool = False) -> Path:
 
 
 def pipeline_server(root: Path, models_dir: Path, **overrides: Any) -> LiveServer:
-    settings: dict[str, Any] = {"node_packs": PIPELINE_PACKS, "models_dir": models_dir}
+    settings: dict[str, Any] = {"node_packs": BUILTIN_PACK_MODULES, "models_dir": models_dir}
     settings.update(overrides)
     return LiveServer(server_config(root, **settings))
 
