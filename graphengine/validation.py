@@ -286,8 +286,9 @@ class _Run:
         # some value cannot be encoded (then nothing is reused)
         self.snapshots: dict[str, bytes] | None = {}
         self.errors: dict[str, list[NodeError]] = {}
-        self.checked: dict[str, CheckedNode] = {}  # in the order they were checked
-        self.failed_links: dict[str, dict[str, Link]] = {}  # the well-formed links of nodes that failed
+        # every node visited, in post-order (sources first), as checked: a node with errors gets a
+        # CheckedNode too (its valid literals and well-formed links, no snapshot), never returned
+        self.visited: dict[str, CheckedNode] = {}
         self.all_static = True  # every node checked has a static class (the result may be memoised)
         self._combos: dict[tuple[type[Node], str], tuple[list[str], frozenset[str]]] = {}
 
@@ -332,8 +333,9 @@ class _Run:
                 }
             )
 
-        valid, ordered = self._traverse(outputs)
-        self.validator.node_memo = self.checked
+        valid = self._traverse(outputs)
+        visited = self.visited
+        self.validator.node_memo = visited
         if valid is None:  # nothing failed
             good, bad = outputs, []
         else:
@@ -359,77 +361,78 @@ class _Run:
             )
         if bad:
             needed = self._upstream(good)
-            nodes = {node_id: node for node_id, node in ordered.items() if node_id in needed}
+            nodes = {node_id: node for node_id, node in visited.items() if node_id in needed}
         else:
-            nodes = ordered  # type: ignore[assignment]  # every value is a CheckedNode
+            nodes = visited
         return ValidatedPrompt(workflow=self.workflow, nodes=nodes, outputs=tuple(good), node_errors=node_errors)
 
-    def _traverse(self, outputs: list[str]) -> tuple[dict[str, bool] | None, dict[str, CheckedNode | None]]:
-        """Iterative DFS upstream from the outputs: checks each node once and finds cycles. Returns
-        each node's validity (own checks and all sources valid; None when every node is valid) and
-        the visited nodes in post-order (sources first) with their CheckedNode (None if failed)."""
-        ordered: dict[str, CheckedNode | None] = {}
+    def _traverse(self, outputs: list[str]) -> dict[str, bool] | None:
+        """Iterative DFS upstream from the outputs: checks each node once, records it in
+        ``visited`` in post-order and finds cycles. Returns each node's validity (own checks and all
+        sources valid), or None when every node is valid."""
+        visited = self.visited
         on_path: dict[str, int] = {}  # node id → its position on the DFS path
         in_cycle: set[str] = set()
         check = self._checker()
-        checked = self.checked.get
         for output in outputs:
-            if output in ordered:
+            if output in visited:
                 continue
             on_path[output] = 0
-            path = [output]  # the nodes being visited, each a source of the one before
+            path = [check(output)]  # the nodes being visited, each a source of the one before
             pending = []  # the link iterators of the nodes on the path, but the last
-            links = iter(check(output).values())  # the last one's
+            links = iter(path[0].links.values())  # the last one's
             while True:
                 for link in links:
                     source = link[0]
-                    if source in ordered:
+                    if source in visited:
                         continue
                     position = on_path.get(source)
                     if position is None:
+                        node = check(source)
+                        if not node.links:  # a source of its own: done at once
+                            visited[source] = node
+                            continue
                         on_path[source] = len(path)
-                        path.append(source)
+                        path.append(node)
                         pending.append(links)
-                        links = iter(check(source).values())
+                        links = iter(node.links.values())
                         break
                     self._report_cycle(path[position:], in_cycle)
                 else:
-                    node_id = path.pop()
-                    del on_path[node_id]
-                    ordered[node_id] = checked(node_id)
+                    node = path.pop()
+                    del on_path[node.id]
+                    visited[node.id] = node
                     if not pending:
                         break
                     links = pending.pop()
         errors = self.errors
         if not errors and not in_cycle:
-            return None, ordered
+            return None
         valid: dict[str, bool] = {}
-        for node_id, node in ordered.items():  # post-order: sources first (members of a cycle are invalid anyway)
-            ok = node is not None and node_id not in errors and node_id not in in_cycle
+        for node_id, node in visited.items():  # post-order: sources first (members of a cycle are invalid anyway)
+            ok = node_id not in errors and node_id not in in_cycle
             if ok:
-                for link in node.links.values():  # type: ignore[union-attr]
+                for link in node.links.values():
                     if not valid.get(link[0], False):
                         ok = False
                         break
             valid[node_id] = ok
-        return valid, ordered
+        return valid
 
     def _sources(self, node_id: str) -> list[str]:
-        """The distinct source ids of a checked node's well-formed links, in input order."""
-        node = self.checked.get(node_id)
-        links = node.links if node is not None else self.failed_links.get(node_id, {})
+        """The distinct source ids of a visited node's well-formed links, in input order."""
         sources: list[str] = []
-        for link in links.values():
+        for link in self.visited[node_id].links.values():
             if link[0] not in sources:
                 sources.append(link[0])
         return sources
 
-    def _report_cycle(self, stack_slice: list[str], in_cycle: set[str]) -> None:
+    def _report_cycle(self, stack_slice: list[CheckedNode], in_cycle: set[str]) -> None:
         from graphengine.plan import describe_cycle
 
-        members = set(stack_slice)
+        members = {node.id for node in stack_slice}
         in_cycle.update(members)
-        edges = [(s, n) for n in members for s in self._sources(n) if s in members]
+        edges = [(link[0], node.id) for node in stack_slice for link in node.links.values() if link[0] in members]
         cycle = describe_cycle(edges, order=list(self.workflow.nodes))
         first = cycle[0]
         if any(e.type == "dependency_cycle" for e in self.errors.get(first, ())):
@@ -480,9 +483,9 @@ class _Run:
 
     # --- one node ---
 
-    def _checker(self) -> Callable[[str], dict[str, Link]]:
-        """``check(node_id)``: validate one node, record its ``CheckedNode`` (or its errors) and
-        return its well-formed links (whose sources are visited next).
+    def _checker(self) -> Callable[[str], CheckedNode]:
+        """``check(node_id)``: validate one node; its ``CheckedNode`` (for a node with errors, which
+        are recorded in ``errors``, one with its valid literals and well-formed links).
 
         This is the per-node hot path, so it is one closure over local names, and the cases that
         need no conversion — a string for a STRING input, an in-range int/float for INT/FLOAT, a
@@ -493,15 +496,13 @@ class _Run:
         by_type = self.rules_by_type
         snapshots = self.snapshots
         previous = self.previous_memo
-        checked_nodes = self.checked
         errors_of = self.errors
-        failed_links = self.failed_links
         links_match = self._links_still_match
         literal = self._literal
         link_error = self._link_error
         invalid_value = self._invalid_value
 
-        def check(node_id: str) -> dict[str, Link]:
+        def check(node_id: str) -> CheckedNode:
             wnode = nodes[node_id]
             table = by_type[wnode.class_type]
             node_class = table.node_class
@@ -517,8 +518,7 @@ class _Run:
                     and old.snapshot == snapshot
                     and links_match(old.links, table)
                 ):
-                    checked_nodes[node_id] = old
-                    return old.links
+                    return old
             inputs = wnode.raw_inputs
             literals: dict[str, Any] = {}
             links: dict[str, Link] = {}
@@ -602,10 +602,8 @@ class _Run:
                 errors = self._custom(node_class, literals) or None
             if errors is not None:
                 errors_of[node_id] = errors
-                failed_links[node_id] = links
-                return links
-            checked_nodes[node_id] = CheckedNode(node_id, node_class, literals, links, wnode.title, snapshot)
-            return links
+                return CheckedNode(node_id, node_class, literals, links, wnode.title)  # never reused
+            return CheckedNode(node_id, node_class, literals, links, wnode.title, snapshot)
 
         return check
 

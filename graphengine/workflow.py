@@ -133,21 +133,23 @@ def parse_workflow(data: Any) -> Workflow:
                 f"Cannot execute because node #{node_id} is not an object", f"Node ID '#{node_id}'"
             )
         class_type = raw_node.get("class_type")
-        if class_type is None:
-            raise invalid_prompt(
-                "Cannot execute because a node is missing the class_type property.", f"Node ID '#{node_id}'"
-            )
         if type(class_type) is not str:
+            if class_type is None:
+                raise invalid_prompt(
+                    "Cannot execute because a node is missing the class_type property.", f"Node ID '#{node_id}'"
+                )
             raise invalid_prompt(
                 f"Cannot execute because node {class_type!r} does not exist.", f"Node ID '#{node_id}'"
             )
         raw_inputs = raw_node.get("inputs")
-        if raw_inputs is None:
-            raw_inputs = {}
-        elif type(raw_inputs) is not dict and not isinstance(raw_inputs, Mapping):
-            raise invalid_prompt(
-                f"Cannot execute because the inputs of node #{node_id} are not an object", f"Node ID '#{node_id}'"
-            )
+        if type(raw_inputs) is not dict:
+            if raw_inputs is None:
+                raw_inputs = {}
+            elif not isinstance(raw_inputs, Mapping):
+                raise invalid_prompt(
+                    f"Cannot execute because the inputs of node #{node_id} are not an object",
+                    f"Node ID '#{node_id}'",
+                )
         meta = raw_node.get("_meta")
         title = _title(meta) if meta is not None else None
         nodes[node_id] = WorkflowNode(node_id, class_type, raw_inputs, title, raw_node)
