@@ -631,9 +631,15 @@ def _merge(
 
 
 def format_value(value: Any) -> Any:
-    """ComfyUI's ``format_value`` for ``current_inputs``: primitives as-is, anything else as text."""
+    """ComfyUI's ``format_value`` for ``current_inputs``: primitives as-is, anything else as text.
+
+    Edge values (models, latents, images: anything with a ``socket_type``) are summarised as
+    ``<MODEL>`` rather than dumped: their repr is a module tree or a tensor, useless in an error."""
     if value is None or isinstance(value, (bool, int, float)):
         return value
+    socket_type = getattr(type(value), "socket_type", None)
+    if isinstance(socket_type, str):
+        return f"<{socket_type}>"
     text = value if isinstance(value, str) else _safe_str(value)
     return text if len(text) <= 2000 else text[:2000] + "…"
 

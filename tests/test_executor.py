@@ -312,3 +312,16 @@ def test_a_node_raising_system_exit_fails_the_prompt_not_the_process(engine):
     run = engine.run({"1": {"class_type": "Exiting", "inputs": {"source": 1}}})
     assert run.status == "error"
     assert run.error.data()["node_id"] == "1" and run.error.data()["exception_type"] == "SystemExit"
+
+
+def test_error_inputs_summarise_edge_values_instead_of_dumping_them() -> None:
+    from graphengine.executor import format_inputs
+
+    class Model:  # stands in for a socket value whose repr is a whole module tree
+        socket_type = "MODEL"
+
+        def __repr__(self) -> str:
+            return "UNet2DConditionModel(" + "layer, " * 10_000 + ")"
+
+    formatted = format_inputs({"model": [Model()], "seed": [5], "text": ["a cat"], "scale": [7.5]})
+    assert formatted == {"model": ["<MODEL>"], "seed": [5], "text": ["a cat"], "scale": [7.5]}
