@@ -165,6 +165,39 @@ def test_progress_snapshot_and_targeted_interrupt(tmp_path: Path, engine: Engine
     queue.close()
 
 
+def test_graceful_stop_hands_the_running_prompt_back_to_the_queue(tmp_path: Path, engine: Engine) -> None:
+    """Stopping the server (Ctrl-C, SIGTERM) interrupts the running prompt but does not lose it: after a
+    restart it is pending again, in its place, not an error in history; a user's interrupt still ends it."""
+    queue, _ = make_queue(tmp_path, engine)
+    queue.start()
+    slow = queue.submit(text_prompt("slow", steps=500, delay=0.01)).prompt_id
+    later = queue.submit(text_prompt("later")).prompt_id
+    deadline = time.monotonic() + 10
+    while queue.progress().value < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert queue.state_of(slow) == "running"
+    queue.close()
+
+    reopened, _ = make_queue(tmp_path, engine)
+    pending = reopened.pending_items()
+    assert [item.prompt_id for item in pending] == [slow, later]
+    assert pending[0].requeued == 0  # a graceful stop is not a crash
+    assert reopened.history_entry(slow) is None
+
+    reopened.start()
+
+    async def outcome() -> dict:
+        return await reopened.wait(slow, timeout=20)
+
+    deadline = time.monotonic() + 10
+    while reopened.state_of(slow) != "running" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert reopened.interrupt(slow) is True  # the user's own interrupt is final
+    entry = asyncio.run(outcome())
+    assert entry["status"]["messages"][-1][0] == "execution_interrupted"
+    reopened.close()
+
+
 class ExplodingExecutor:
     """A back-end that breaks its promise never to raise (e.g. a crashed worker process)."""
 

@@ -125,7 +125,8 @@ class PromptQueue:
             self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop after the running prompt (which is interrupted); pending items stay in the database."""
+        """Stop: the running prompt is interrupted and handed back to the pending queue (it runs again
+        after a restart, in its place); pending items stay in the database."""
         with self._lock:
             self._stopping = True
             running = self._running
@@ -427,12 +428,31 @@ class PromptQueue:
         sink = _QueueSink(self._progress, self, item)
         result: ExecutionResult = self._executor.execute(job, sink, self._interrupt)
         item.validated = None
+        if result.status == "interrupted" and self._interrupted_by_stop(item):
+            self._hand_back(item)
+            return
         try:
             entry_text = dumps_entry(history_entry(item, result))
         except (TypeError, ValueError) as exc:  # a node put something unserializable into its UI
             log.error("history of prompt %s is not JSON-serializable: %s", item.prompt_id, exc)
             entry_text = dumps_entry(failed_entry(item, f"the prompt's outputs could not be recorded: {exc}"))
         self._record(item, entry_text, result.status, started)
+
+    def _interrupted_by_stop(self, item: QueueItem) -> bool:
+        with self._lock:
+            return self._stopping and item.prompt_id not in self._interrupt_requested
+
+    def _hand_back(self, item: QueueItem) -> None:
+        """A graceful stop interrupted this prompt: back to the pending queue in its place, to run again
+        after the restart, rather than into history as a failure the user never asked for."""
+        with self._lock:
+            self._store.mark_pending(item.prompt_id)
+            self._push(item)
+            self._running = None
+            self._progress.end()
+            waiters = self._waiters.pop(item.prompt_id, [])
+        _reject_waiters(waiters, f"the server stopped; prompt {item.prompt_id} runs again after a restart")
+        log.info("prompt %s handed back to the queue: the server is stopping", item.prompt_id)
 
     def _finish_broken(self, item: QueueItem) -> None:
         """Record a prompt whose dispatch raised, so it never stays 'running' forever."""

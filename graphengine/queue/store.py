@@ -124,6 +124,11 @@ class QueueStore:
         with self._lock:
             self._db.execute("UPDATE queue SET running = 1 WHERE prompt_id = ?", (prompt_id,))
 
+    def mark_pending(self, prompt_id: str) -> None:
+        """A running prompt goes back to waiting (graceful stop); unlike a crash, no re-queue is counted."""
+        with self._lock:
+            self._db.execute("UPDATE queue SET running = 0 WHERE prompt_id = ?", (prompt_id,))
+
     def remove(self, prompt_ids: Iterable[str]) -> None:
         with self._lock:
             self._db.executemany("DELETE FROM queue WHERE prompt_id = ?", ((pid,) for pid in prompt_ids))
