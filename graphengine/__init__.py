@@ -11,6 +11,9 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS = {
     "Engine": "graphengine.engine",
     "Run": "graphengine.engine",
+    "ValidatedPrompt": "graphengine.engine",
+    "build_environment": "graphengine.engine",
+    "InterruptFlag": "graphengine.interrupt",
     "CacheConfig": "graphengine.cache",
     "WorkflowInvalid": "graphengine.errors",
     "NodeError": "graphengine.errors",
@@ -43,7 +46,8 @@ def __getattr__(name: str) -> Any:
 
 if TYPE_CHECKING:
     from graphengine.cache import CacheConfig
-    from graphengine.engine import Engine, Run
+    from graphengine.engine import Engine, Run, ValidatedPrompt, build_environment
+    from graphengine.interrupt import InterruptFlag
     from graphengine.environment import DataPaths, Environment
     from graphengine.errors import Interrupted, NodeError, NodeFailed, WorkflowInvalid
     from graphengine.node import NEVER_CACHE, Combo, Hidden, Input, Node, NodeContext, NodeOutputs, Output
