@@ -202,6 +202,35 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - start, result
 
 
+def on_fresh_thread(fn: Callable[[], Any]) -> Any:
+    """Run ``fn`` on a new thread and wait, as ``Engine.run`` runs every prompt.
+
+    PyTorch's CPU build uses GNU OpenMP, which keeps one worker team per calling thread and, once
+    the teams' threads outnumber the CPUs, stops spin-waiting between parallel regions in *every*
+    team (futex sleeps instead): on a 2-core machine a 2-thread UNet step becomes ~30 % slower.
+    Torch work on the main thread leaves such a team alive for the rest of the process, so it
+    would slow the other side's thread down but never its own; running both sides on fresh threads
+    keeps only one team alive at a time and the comparison even.
+    """
+    import threading
+
+    box: list[Any] = []
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            box.append(fn())
+        except BaseException as exc:  # re-raised on the calling thread
+            errors.append(exc)
+
+    worker = threading.Thread(target=work, name="bench-diffusers")
+    worker.start()
+    worker.join()
+    if errors:
+        raise errors[0]
+    return box[0]
+
+
 def machine_info() -> dict[str, Any]:
     import torch
 

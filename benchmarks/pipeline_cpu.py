@@ -13,7 +13,9 @@ Text to image at 64×64, 20 steps (euler, CFG 8), fp32, threads pinned. Scenario
   i.e. the engine's own overhead on top of the same diffusers/transformers modules.
 
 Each warm scenario is repeated (``--repeats``) with graphengine and diffusers interleaved; the table
-shows medians. Results go to ``benchmarks/results/pipeline_cpu.json``. The checkpoint is made once
+shows medians. In the warm process each diffusers load and call runs on a fresh thread, as
+``Engine.run`` runs each prompt, so that neither side leaves an OpenMP team behind that slows the
+other (``pipeline_common.on_fresh_thread``). Results go to ``benchmarks/results/pipeline_cpu.json``. The checkpoint is made once
 with ``graphengine make-checkpoint --arch small`` semantics (seeded random weights) if missing.
 """
 
@@ -99,13 +101,18 @@ def measure_warm(args: argparse.Namespace, checkpoint: Path, scratch: Path) -> d
     engine = common.make_engine(scratch / "data", args.models_dir)
     uncached = common.make_engine(scratch / "data", args.models_dir, cache="none", env=engine.env)
     config = common.diffusers_config_dir(checkpoint, xl=False)
-    pipe = common.load_diffusers_pipeline(checkpoint, config, xl=False, dtype=torch.float32, device="cpu")
+    # diffusers loads and runs on fresh threads, as graphengine's Engine.run does (see on_fresh_thread).
+    pipe = common.on_fresh_thread(
+        lambda: common.load_diffusers_pipeline(checkpoint, config, xl=False, dtype=torch.float32, device="cpu")
+    )
 
     def prompt(seed: int) -> dict[str, Any]:
         return common.workflow(args.checkpoint, seed=seed, steps=args.steps, size=args.size)
 
     def diffusers_run(seed: int) -> None:
-        common.run_diffusers(pipe, seed=seed, steps=args.steps, size=args.size, out_dir=scratch / "diffusers")
+        common.on_fresh_thread(
+            lambda: common.run_diffusers(pipe, seed=seed, steps=args.steps, size=args.size, out_dir=scratch / "diffusers")
+        )
 
     # warm-up: load everything once in this process (not recorded)
     common.run_engine(engine, prompt(999))
@@ -145,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     common.quiet_libraries()
     common.pin_threads(args.threads)
     checkpoint = common.ensure_checkpoint(args.models_dir, args.checkpoint, args.arch)
-    common.diffusers_config_dir(checkpoint, xl=False)  # one-time setup, untimed
+    common.on_fresh_thread(lambda: common.diffusers_config_dir(checkpoint, xl=False))  # one-time setup, untimed
     checkpoint.read_bytes()  # the file in the page cache for both sides
 
     print(f"pipeline_cpu: {checkpoint.name}, {args.size}×{args.size}, {args.steps} steps, {args.threads} thread(s)")
