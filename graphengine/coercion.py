@@ -39,7 +39,7 @@ def coerce_int(value: Any) -> int:
             if not number.is_integer():
                 raise ValueError(f"{value!r} is not a whole number") from None
             return int(number)
-    raise TypeError(f"expected an integer, got {_kind_name(value)}")
+    raise TypeError(f"expected an integer, got {kind_name(value)}")
 
 
 def coerce_float(value: Any) -> float:
@@ -51,7 +51,7 @@ def coerce_float(value: Any) -> float:
     elif kind is str:
         number = float(value.strip())
     else:
-        raise TypeError(f"expected a number, got {_kind_name(value)}")
+        raise TypeError(f"expected a number, got {kind_name(value)}")
     if not math.isfinite(number):
         raise ValueError(f"{value!r} is not a finite number")
     return number
@@ -63,7 +63,7 @@ def coerce_string(value: Any) -> str:
         return value
     if kind is int or kind is float or kind is bool:
         return str(value)
-    raise TypeError(f"expected a string, got {_kind_name(value)}")
+    raise TypeError(f"expected a string, got {kind_name(value)}")
 
 
 _TRUE = frozenset({"true", "1"})
@@ -83,7 +83,7 @@ def coerce_bool(value: Any) -> bool:
         if text in _FALSE:
             return False
         raise ValueError(f"{value!r} is not a boolean (use true/false)")
-    raise TypeError(f"expected a boolean, got {_kind_name(value)}")
+    raise TypeError(f"expected a boolean, got {kind_name(value)}")
 
 
 _COERCERS = {"INT": coerce_int, "FLOAT": coerce_float, "STRING": coerce_string, "BOOLEAN": coerce_bool}
@@ -107,7 +107,8 @@ def coerce_union(socket: str, value: Any) -> Any:
 
 
 
-def _kind_name(value: Any) -> str:
+def kind_name(value: Any) -> str:
+    """How an error names a value's JSON kind: "null", "an object", "a list", or its Python type name."""
     if value is None:
         return "null"
     if isinstance(value, Mapping):

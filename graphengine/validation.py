@@ -33,7 +33,14 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from graphengine.coercion import coerce_bool, coerce_float, coerce_int, coerce_string, coerce_union
+from graphengine.coercion import (
+    coerce_bool,
+    coerce_float,
+    coerce_int,
+    coerce_string,
+    coerce_union,
+    kind_name,
+)
 from graphengine.environment import Environment
 from graphengine.errors import NodeError, WorkflowInvalid
 from graphengine.gc_pause import gc_paused
@@ -780,16 +787,6 @@ def full_type_name(kind: type) -> str:
     return f"{module}.{kind.__qualname__}"
 
 
-def _kind_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, Mapping):
-        return "an object"
-    if isinstance(value, (list, tuple)):
-        return "a list"
-    return type(value).__name__
-
-
 def _hashable(value: Any) -> bool:
     try:
         hash(value)
@@ -800,7 +797,7 @@ def _hashable(value: Any) -> bool:
 
 def _short(value: Any, limit: int = 200) -> str:
     if isinstance(value, (list, tuple, dict)):
-        text = f"<{_kind_name(value)} of {len(value)} items>"
+        text = f"<{kind_name(value)} of {len(value)} items>"
     else:
         text = str(value)
     return text if len(text) <= limit else text[:limit] + "…"
