@@ -108,14 +108,22 @@ def find_unet_prefix(shapes: Shapes) -> str | None:
     return None
 
 
-def unet_params(shapes: Shapes, prefix: str) -> dict[str, Any]:
-    """LDM UNet parameters read from tensor shapes (see ``ldm_layout.unet_layout`` for the inverse)."""
+def _shape_reader(shapes: Shapes, prefix: str, part: str) -> Callable[[str], tuple[int, ...]]:
+    """``shape(key)``: the shape of tensor ``prefix + key``, or UnsupportedModel naming the missing tensor."""
 
     def shape(key: str) -> tuple[int, ...]:
         value = shapes.get(prefix + key)
         if value is None:
-            raise UnsupportedModel(f"UNet tensor {prefix + key!r} is missing")
+            raise UnsupportedModel(f"{part} tensor {prefix + key!r} is missing")
         return value
+
+    return shape
+
+
+def unet_params(shapes: Shapes, prefix: str) -> dict[str, Any]:
+    """LDM UNet parameters read from tensor shapes (see ``ldm_layout.unet_layout`` for the inverse)."""
+
+    shape = _shape_reader(shapes, prefix, "UNet")
 
     conv_in = shape("input_blocks.0.0.weight")
     mc, in_channels = conv_in[0], conv_in[1]
@@ -167,11 +175,7 @@ def vae_params(shapes: Shapes, prefix: str) -> dict[str, Any]:
     """LDM autoencoder parameters read from tensor shapes."""
     esc = re.escape(prefix)
 
-    def shape(key: str) -> tuple[int, ...]:
-        value = shapes.get(prefix + key)
-        if value is None:
-            raise UnsupportedModel(f"VAE tensor {prefix + key!r} is missing")
-        return value
+    shape = _shape_reader(shapes, prefix, "VAE")
 
     conv_in = shape("encoder.conv_in.weight")
     ch = conv_in[0]
